@@ -1,0 +1,1 @@
+"""Client applications of the CoLM router's HTTP API (chat, evaluation)."""

