@@ -15,6 +15,7 @@ from colm_serve.client_model.engine import LLMEngine
 from colm_serve.config import AppArgs, UpstreamArgs
 from colm_serve.proxies.deployment import ServerProxy
 from colm_serve.router.ingress import RouterService
+from colm_serve.router.ledger import Ledger
 from colm_serve.upstream.server import UpstreamService
 
 
@@ -29,8 +30,12 @@ def build_app(raw_args: dict[str, Any]) -> Application:
         s.name: serve.deployment(ServerProxy, **s.deployment.serve_options(f"ServerProxy-{s.name}")).bind(s)
         for s in args.servers
     }
+    # One replica on purpose: every router replica shares its budgets and per-key counts.
+    ledger = serve.deployment(Ledger, name="Ledger", num_replicas=1, ray_actor_options={"num_cpus": 0.01}).bind(
+        args.budgets
+    )
     ingress = serve.deployment(serve.ingress()(RouterService), **args.router.deployment.serve_options("Router"))
-    return ingress.bind(args.model_dump(mode="json"), client, proxies)
+    return ingress.bind(args.model_dump(mode="json"), client, proxies, ledger)
 
 
 def build_upstream_app(raw_args: dict[str, Any]) -> Application:

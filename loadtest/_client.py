@@ -59,7 +59,9 @@ class TurnError(Exception):
 
 def make_client(*, base_url: str, api_key: str, timeout_s: float) -> OpenAI:
     """No SDK retries: a 429 or 503 must show up in the load test, not be hidden by a retry."""
-    return OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+    client = OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+    _ = client.chat.completions  # the SDK loads resources lazily: not inside the first timed request
+    return client
 
 
 def _usage_of(payload: dict[str, Any] | None, e2e_s: float) -> ColmUsage:

@@ -42,9 +42,18 @@ def _figure(title: str, png_b64: str, note: str) -> str:
             f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_b64}'>")
 
 
+def _settings_line(settings: dict | None) -> str:
+    if not settings:
+        return ""
+    text = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return f"<p class='note'>Options: {html.escape(text)}</p>"
+
+
 def render(
     *,
     prefix: str,
+    headline: str,
+    settings: dict | None,
     summary_rows: list[list[str]],
     upstream_rows: list[list[str]],
     errors: dict[str, int],
@@ -56,7 +65,8 @@ def render(
              f"<style>{STYLE}</style></head><body>",
              f"<h1>CoLM load test report</h1><p class='note'>{html.escape(prefix)} · "
              f"written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>",
-             "<h2>Summary</h2>",
+             f"<h2>Summary</h2><p><b>{html.escape(headline)}</b></p>",
+             _settings_line(settings),
              _table(SUMMARY_HEADER, summary_rows, bold_last=True) if summary_rows else "<p class='bad'>No requests.</p>"]
     if errors:
         parts.append("<h3 class='bad'>Failures</h3>" + _table(["model: error", "count"],

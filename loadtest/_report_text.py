@@ -39,8 +39,24 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def headline(rows: list[Summary], uses: list[ServerUse]) -> str:
+    """The one line to read first."""
+    if not rows:
+        return "No requests were recorded."
+    total = rows[-1]
+    text = (f"{total.requests - total.failures} answers, {total.failures} failures, "
+            f"{total.answers_per_s:.2f} answers/s, p50 {_s(total.p50_ms)} s, p95 {_s(total.p95_ms)} s, "
+            f"USD {_n((total.cost_usd_per_answer or 0) * 1000, 4)} per 1,000 answers")
+    calls = sum(u.upstream_calls - u.retries + u.coalesced + u.cache_hits for u in uses)
+    if calls:
+        saved = sum(u.coalesced + u.cache_hits for u in uses)
+        text += f"; {saved / calls:.1%} of upstream calls saved by coalescing and the cache"
+    return text + "."
+
+
 def summary_text(rows: list[Summary], uses: list[ServerUse], errors: dict[str, int]) -> str:
-    parts = ["CoLM load test summary (answers = successful requests; latency of answers only)"]
+    parts = ["CoLM load test summary (answers = successful requests; latency of answers only)",
+             headline(rows, uses), ""]
     parts.append(text_table(SUMMARY_HEADER, [summary_cells(r) for r in rows]) if rows else "no requests recorded")
     if uses:
         parts += ["", "Upstream servers during the run (from /v1/colm/stats)",

@@ -14,7 +14,7 @@ from loadtest import _report_data as data
 from loadtest import _report_plots as plots
 from loadtest._records import read_records, report_html_path, requests_csv_path, stats_json_path
 from loadtest._report_html import render
-from loadtest._report_text import summary_cells, summary_text, upstream_cells
+from loadtest._report_text import headline, summary_cells, summary_text, upstream_cells
 
 
 def build_report(prefix: str) -> str:
@@ -30,7 +30,8 @@ def build_report(prefix: str) -> str:
         "cost": plots.cost_by_model(rows),
         "upstream": plots.upstream(uses, data.utilisation_series(stats)),
     }
-    page = render(prefix=prefix, summary_rows=[summary_cells(r) for r in rows],
+    page = render(prefix=prefix, headline=headline(rows, uses), settings=(stats or {}).get("settings"),
+                  summary_rows=[summary_cells(r) for r in rows],
                   upstream_rows=[upstream_cells(u) for u in uses], errors=errors,
                   stats_errors=(stats or {}).get("errors", []) if stats else ["no PREFIX_colm_stats.json"],
                   plots={k: plots.to_png_base64(f) for k, f in figures.items()})

@@ -28,8 +28,6 @@ from typing import Any
 
 import yaml
 
-from colm_serve.deploy_config import validate_serve_config
-
 REPLICA_ACTOR = re.compile(r"^SERVE_REPLICA::(?P<app>[^#]+)#(?P<deployment>[^#]+)#(?P<replica>.+)$")
 REQUEST_COUNTER = re.compile(r"^ray_serve_deployment_request_counter(?:_total)?\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -172,6 +170,9 @@ def scaled_config(doc: dict[str, Any], *, app_name: str, replicas: int, deployme
 
 
 def cmd_scaled_config(args: argparse.Namespace) -> None:
+    # Imported here: it pulls in Ray's schema, which the polling commands do not need.
+    from colm_serve.deploy_config import validate_serve_config
+
     doc = scaled_config(yaml.safe_load(Path(args.config).read_text()), app_name=args.app,
                         replicas=args.replicas, deployments=args.deployment)
     validate_serve_config(doc, source=args.out)

@@ -104,7 +104,7 @@ def run_judge(ns: argparse.Namespace) -> int:
     )
     report = asyncio.run(judge(args))
     print(f"{report.bench} judged by {report.judge}: {report.judged} new judgments, {report.failed} failed, "
-          f"{report.missing} questions without answers -> {', '.join(report.outputs)}")
+          f"{report.missing} (model, question) pairs without answers -> {', '.join(report.outputs)}")
     return 1 if report.failed else 0
 
 
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress bar
+    for noisy in ("httpx", "httpx2", "openai"):  # one line per request drowns the progress bar
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     command = {"generate": run_generate, "judge": run_judge, "table": run_table}[ns.command]
     try:
         return command(ns)

@@ -16,7 +16,7 @@ from clients.eval.usage import AnswerUsage
 
 logger = logging.getLogger("clients.eval")
 
-METRICS = {"mt-bench": "score (1-10)", "arena-hard": "win rate vs baseline %", "alpaca-eval": "win rate vs reference %"}
+METRICS = {"mt-bench": "score 1-10", "arena-hard": "win % vs baseline", "alpaca-eval": "win % vs reference"}
 
 
 class Quality(BaseModel):

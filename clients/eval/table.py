@@ -55,6 +55,7 @@ def plot(table_rows: list[Row], path: Path) -> int:
 
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     points = [r for r in table_rows if r.quality is not None and r.cost_usd is not None]
     benches = sorted({r.bench for r in points}) or ["(no judged answers with cost)"]
@@ -65,6 +66,8 @@ def plot(table_rows: list[Row], path: Path) -> int:
             ax.annotate(r.model + (f" ({r.judge})" if r.judge else ""), (r.cost_usd, r.quality), fontsize=8,
                         textcoords="offset points", xytext=(4, 4))
         ax.set_title(bench)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel("cost per answer (USD)")
         ax.set_ylabel(next((r.metric for r in points if r.bench == bench), "quality"))
         ax.grid(alpha=0.3)

@@ -60,3 +60,19 @@ class HandleUpstreams:
 
     async def stats(self) -> dict[str, dict]:
         return {name: await h.stats.remote() for name, h in self._handles.items()}
+
+
+class HandleLedger:
+    """The shared Ledger deployment, called by every router replica."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def admit(self, label: str, estimate: Any) -> Any:
+        return await self._handle.admit.remote(label, estimate)
+
+    async def record(self, label: str, usage: Any) -> None:
+        await self._handle.record.remote(label, usage)
+
+    async def stats(self) -> dict:
+        return await self._handle.stats.remote()

@@ -15,15 +15,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from colm_serve.config import AppArgs
+from colm_serve.errors import RateLimited
 from colm_serve.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from colm_serve.router import direct, responses
 from colm_serve.router.api import create_api
 from colm_serve.router.auth import Authenticator
-from colm_serve.router.handles import HandleClientLM, HandleUpstreams
+from colm_serve.router.handles import HandleClientLM, HandleLedger, HandleUpstreams
 from colm_serve.router.pipeline import Collaboration, Outcome
 from colm_serve.router.ports import ClientLM, RequestContext, Upstreams
 from colm_serve.router.selection import SELECTORS, EmbeddingSelector, LLMSelector, Selector
-from colm_serve.router.stats import KeyStats
+from colm_serve.router.estimate import estimate
+from colm_serve.router.ledger import Ledger
+from colm_serve.router.stats import merge_stats
 
 logger = logging.getLogger("colm_serve.router")
 
@@ -45,7 +48,9 @@ class RouterService:
         args: AppArgs | dict,
         client_model: Any,
         proxies: dict[str, Any],
+        ledger: Any = None,
         *,
+        accounts: Ledger | None = None,
         upstreams: Upstreams | None = None,
         client: ClientLM | None = None,
         selectors: dict[str, Selector] | None = None,
@@ -60,7 +65,7 @@ class RouterService:
         self._collab = Collaboration(args=self._args, upstreams=self._upstreams, client=client, selectors=self._selectors)
         self._direct = direct.Direct(args=self._args, upstreams=self._upstreams, client=client)
         self._auth = Authenticator(self._args.auth)
-        self._keys = KeyStats()
+        self._ledger = accounts or HandleLedger(ledger)
         if not self._auth.enabled:
             logger.warning("no client API keys configured: /v1 accepts any caller (fine on 127.0.0.1, not beyond)")
 
@@ -79,6 +84,11 @@ class RouterService:
         opts = req.options()
         timeout = opts.deadline_s or self._args.router.request_timeout_s
         ctx = RequestContext(client=caller.label, weight=caller.weight, cache=opts.cache, deadline=time.time() + timeout)
+        admission = await self._ledger.admit(caller.label, estimate(self._args, target, req))
+        if not admission.ok:
+            raise RateLimited(f"budget exceeded for this API key: {admission.reason}", retry_after_s=admission.retry_after_s,
+                              code="budget_exceeded")
+        ctx.max_specialists, ctx.budget_note = admission.max_specialists, admission.reason
         logger.info("[%s] %s model=%s client=%s stream=%s", ctx.request_id, "chat", req.model, caller.label, req.stream)
         if target.kind == "colm":
             events = self._collab.events(req, ctx, stream=req.stream)
@@ -94,7 +104,7 @@ class RouterService:
     async def _accounted(self, events: AsyncIterator, label: str) -> AsyncIterator:
         async for event in events:
             if isinstance(event, Outcome):
-                self._keys.record(label, event.trace.usage)
+                await self._ledger.record(label, event.trace.usage)
             yield event
 
     def headers(self, resp: ChatCompletionResponse) -> dict[str, str]:
@@ -104,5 +114,5 @@ class RouterService:
     async def stats(self, *, authorization: str | None) -> dict:
         self._auth.identify(authorization)
         servers = await self._upstreams.stats() if hasattr(self._upstreams, "stats") else {}
-        return self._keys.merge(servers)
+        return merge_stats(await self._ledger.stats(), servers)
 

@@ -81,9 +81,15 @@ class Collaboration:
         t0, trace = time.time(), Trace()
         conv = Conversation.parse(req.messages)
         selector, k, planned = self._options(req)
-        sel = await self._select(selector, conv, k, ctx, trace)
-        chosen = [self._args.specialist(n) for n in sel.names]
-        guidance = await self._guidance(conv, chosen, ctx, trace)
+        affordable = k if ctx.max_specialists is None else min(k, ctx.max_specialists)
+        if affordable:
+            sel = await self._select(selector, conv, affordable, ctx, trace)
+            guidance = await self._guidance(conv, [self._args.specialist(n) for n in sel.names], ctx, trace)
+        else:
+            guidance = GuidanceResult()
+        if ctx.budget_note:
+            trace.degraded = (f"client_only: {ctx.budget_note}" if not affordable
+                              else f"budget: {ctx.budget_note}; consulted {affordable} of {k} specialists")
         answer, finish, drafts = "", None, []
         for index in range(planned + 1):
             notes = await self._summary(conv, guidance, drafts, ctx, trace) if guidance.answers() else None

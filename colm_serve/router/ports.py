@@ -37,6 +37,8 @@ class RequestContext:
     weight: float = 1.0
     cache: bool = True
     deadline: float | None = None
+    max_specialists: int | None = None  # set by budget admission when degrading
+    budget_note: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     def remaining(self) -> float | None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
 import uvicorn
 
-from fake_colm_server import FakeColm, build_app
-
-RATE_LIMITED_KEY = "sk-rate-limited"
+from fake_colm_server import RATE_LIMITED_KEY, FakeColm, build_app
 
 
 @dataclass
@@ -22,8 +21,8 @@ class RunningFake:
     state: FakeColm
 
 
-@pytest.fixture
-def fake_colm() -> Iterator[RunningFake]:
+@contextmanager
+def running_fake() -> Iterator[RunningFake]:
     """Real HTTP (uvicorn in a thread), so the SDK and Locust talk to it as to the app."""
     state = FakeColm(rate_limited_keys=frozenset({RATE_LIMITED_KEY}))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,3 +42,16 @@ def fake_colm() -> Iterator[RunningFake]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def fake_colm() -> Iterator[RunningFake]:
+    with running_fake() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def fake_colm_module() -> Iterator[RunningFake]:
+    """One server for a module whose tests share one (slow) Locust run."""
+    with running_fake() as fake:
+        yield fake

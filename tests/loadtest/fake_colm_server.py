@@ -22,6 +22,8 @@ from colm_serve.protocol import (ChatCompletionChunk, ChatCompletionRequest, Cha
                                  ChunkChoice, DeltaMessage, OpenAIUsage, ResponseMessage, Usage)
 
 MODELS = ("colm", "colm-client", "server/qwen-math", "server/gpt-conv", "server/qwen-coder", "server/ds-creative")
+RATE_LIMITED_KEY = "sk-rate-limited"  # this key always gets a 429
+PLAIN_MODEL = "plain-openai"  # answers like a plain OpenAI server: no `colm` object
 ANSWER_WORDS = "Here is a short answer from the fake CoLM server .".split()
 DELAY_S = {"colm": 0.3, "colm-client": 0.1}
 SERVER_DELAY_S = 0.15
@@ -87,13 +89,14 @@ def build_app(state: FakeColm) -> FastAPI:
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if key in state.rate_limited_keys:
             return _error(429, "too many requests for this key", "rate_limit_exceeded", {"Retry-After": "1"})
+        raw = await request.json()
         try:
-            req = ChatCompletionRequest.model_validate(await request.json())
+            req = ChatCompletionRequest.model_validate(raw)
         except ValidationError as e:
             return _error(400, str(e), "invalid_request_error")
-        if req.model not in MODELS:
+        if req.model not in MODELS + (PLAIN_MODEL,):
             return _error(404, f"unknown model {req.model!r}; available: {list(MODELS)}", "not_found_error")
-        state.requests.append({"key": key, **req.model_dump(exclude_none=True)})
+        state.requests.append({"key": key, **raw})  # exactly what the client sent
         return await _answer(state, req)
 
     return app
@@ -107,7 +110,7 @@ async def _answer(state: FakeColm, req: ChatCompletionRequest):
         state.in_flight -= 1
     usage = state.usage_for(req)
     words = ANSWER_WORDS[: min(req.output_limit() or 16, len(ANSWER_WORDS))]
-    colm = {"usage": usage.model_dump()}
+    colm = None if req.model == PLAIN_MODEL else {"usage": usage.model_dump()}
     openai_usage = OpenAIUsage(prompt_tokens=usage.client_prompt_tokens or usage.server_prompt_tokens,
                                completion_tokens=len(words), total_tokens=0)
     if not req.stream:
@@ -119,7 +122,7 @@ async def _answer(state: FakeColm, req: ChatCompletionRequest):
     return StreamingResponse(chunks, media_type="text/event-stream")
 
 
-async def _chunks(model: str, words: list[str], *, colm: dict[str, Any], usage: OpenAIUsage | None) -> AsyncIterator[str]:
+async def _chunks(model: str, words: list[str], *, colm: dict[str, Any] | None, usage: OpenAIUsage | None) -> AsyncIterator[str]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
     first = ChatCompletionChunk(**base, choices=[ChunkChoice(delta=DeltaMessage(role="assistant", content=""))])
     yield f"data: {first.model_dump_json(exclude_none=True)}\n\n"

@@ -98,21 +98,28 @@ async def _light_latencies(gateway, count: int) -> list[float]:
 
 
 async def test_a_flooding_client_does_not_starve_a_light_one(sim, gateway_for) -> None:
-    light_count = 20
+    light_count = 12
     gateway = gateway_for(max_concurrency=4, queue_limit=1000)
-    sim.set_faults(latency_s=0.08, jitter_s=0.08)  # jitter keeps the 4 slots from freeing in lockstep
-    unloaded = _p95(await _light_latencies(gateway, light_count))
+    # Upstream latency well above our own CPU time per call, so a busy shared box moves both
+    # measurements alike; jitter keeps the 4 slots from freeing in lockstep.
+    sim.set_faults(latency_s=0.2, jitter_s=0.1)
+    await gateway.chat(make_call("warm-up", client="light", cache=False))  # connection set up once
+    before = _p95(await _light_latencies(gateway, light_count))
 
     heavy = [asyncio.ensure_future(gateway.chat(make_call(f"heavy {i}", client="heavy", cache=False)))
              for i in range(10 * light_count)]
     await asyncio.sleep(0.05)  # the flood is queued before the light client starts
     loaded = _p95(await _light_latencies(gateway, light_count))
     heavy_replies = await asyncio.gather(*heavy)
+    after = _p95(await _light_latencies(gateway, light_count))
 
+    # The unloaded p95 is taken before and after the flood, the larger one counting: the
+    # box is shared, and its load drifts over the seconds the flood takes.
+    unloaded = max(before, after)
+    print(f"light p95 unloaded {before:.3f}s/{after:.3f}s, under a 10x flood {loaded:.3f}s")
     assert all(r.text for r in heavy_replies)
-    print(f"light p95 unloaded {unloaded:.3f}s, under a 10x flood {loaded:.3f}s")
     assert loaded <= 2 * unloaded, (loaded, unloaded)
     assert sim.stats.max_in_flight <= 4
-    assert sim.stats.requests == 2 * light_count + 10 * light_count
+    assert sim.stats.requests == 13 * light_count + 1
     keys = gateway.stats()["keys"]
-    assert keys["light"]["upstream_calls"] == 2 * light_count and keys["heavy"]["upstream_calls"] == 10 * light_count
+    assert keys["light"]["upstream_calls"] == 3 * light_count + 1 and keys["heavy"]["upstream_calls"] == 10 * light_count

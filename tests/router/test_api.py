@@ -12,6 +12,7 @@ import pytest
 
 from colm_serve.router.auth import hash_key
 from colm_serve.router.ingress import RouterService
+from colm_serve.router.ledger import Ledger
 from colm_serve.router.selection import AllSelector
 from tests.fakes import FakeClient, FakeUpstreams, app_args
 
@@ -42,7 +43,7 @@ BAD_INPUT = [
 def _service(**auth):
     args = app_args(router={"max_body_bytes": 4096}, **({"auth": auth} if auth else {}))
     ups = FakeUpstreams(reply=lambda call: "math, code")
-    return RouterService(args, None, {}, upstreams=ups, client=FakeClient(), selectors={"llm": AllSelector(), "all": AllSelector()})
+    return RouterService(args, None, {}, accounts=Ledger(args.budgets), upstreams=ups, client=FakeClient(), selectors={"llm": AllSelector(), "all": AllSelector()})
 
 
 @pytest.fixture
