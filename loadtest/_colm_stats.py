@@ -34,6 +34,7 @@ class StatsRecorder:
         self.samples: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self._greenlet: gevent.Greenlet | None = None
+        self._started = False
 
     def sample(self, label: str) -> None:
         """Errors are kept and shown in the report, never turned into empty stats."""
@@ -46,11 +47,16 @@ class StatsRecorder:
         self.samples.append({"t": time.time(), "label": label, "stats": stats})
 
     def start(self) -> None:
+        self._started = True
         self.sample("start")
         if self.interval_s > 0:
             self._greenlet = gevent.spawn(self._loop)
 
     def stop(self) -> None:
+        """Idempotent: Locust may quit (Ctrl-C, SIGTERM) before or after the test stopped."""
+        if not self._started:
+            return
+        self._started = False
         if self._greenlet is not None:
             self._greenlet.kill(block=True)
             self._greenlet = None

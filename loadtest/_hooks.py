@@ -85,6 +85,7 @@ def on_quitting(environment: Environment, **_: Any) -> None:
     state = run_state(environment)
     write_records(requests_csv_path(prefix), state.records)
     if state.stats is not None:
+        state.stats.stop()  # quitting mid-test (Ctrl-C, SIGTERM) comes before test_stop
         state.stats.save(stats_json_path(prefix), settings=state.settings.model_dump(exclude={"api_keys"}))
     if state.settings.write_report:
         from loadtest.report import build_report  # matplotlib only when a report is asked for
@@ -105,6 +106,9 @@ def register(events: Events) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     """Fail fast on bad options, and wire the worker -> master shipping of request rows."""
     run_state(environment)
+    # The SDK's HTTP client logs every request at INFO, which buries Locust's own output.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     def ship(client_id: str, data: dict[str, Any]) -> None:
         state = run_state(environment)

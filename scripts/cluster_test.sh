@@ -16,6 +16,11 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# `make cluster-test` does not activate the project's virtualenv: use it when there is one,
+# so ray, serve, locust, colm-serve and python (and the Ray workers they start) come from it.
+if [[ -z ${VIRTUAL_ENV:-} && -x .venv/bin/python ]]; then
+    export PATH=$PWD/.venv/bin:$PATH
+fi
 
 CONFIG=deploy/serve_config.cluster-test.yaml
 LOCUSTFILE=${LOCUSTFILE:-loadtest/}
@@ -140,7 +145,8 @@ load_and_check_both_nodes_answer() {
     log "locust: $USERS users for ${SPREAD_LOAD_S}s"
     start_locust spread "$SPREAD_LOAD_S"
     finish_locust spread
-    check served "${METRICS_ARGS[@]}" --app colm "${DEPLOYMENT_ARGS[@]}"
+    # Ray exports metrics every few seconds, hence the generous timeout.
+    check served "${METRICS_ARGS[@]}" --app colm --timeout 120 "${DEPLOYMENT_ARGS[@]}"
 }
 
 scale_under_load() {

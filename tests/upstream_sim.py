@@ -119,7 +119,8 @@ def _text_of(message: dict[str, Any]) -> str:
 
 
 def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}.get(status, "server_error")
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
+    kind = kinds.get(status, "server_error")
     body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -288,7 +289,9 @@ def _completion(body: dict[str, Any]) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", ""),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": finish}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": finish}
+        ],
         "usage": _usage(body, words),
     }
 

@@ -36,6 +36,13 @@ DEFAULT_CACHE_MAX_ENTRIES = 2048
 
 
 class Gateway:
+    """One upstream server's proxy logic.
+
+    Keyword args beyond the contract: `metrics` (a MetricsSink; no-op by default),
+    `cache_ttl_s` / `cache_max_entries` (0 turns the cache off), `coalesce` (single-flight
+    on/off) and `rng` (backoff jitter, seedable for tests).
+    """
+
     def __init__(
         self,
         server: ServerConfig,
@@ -45,6 +52,7 @@ class Gateway:
         metrics: MetricsSink | None = None,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
+        coalesce: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.server = server
@@ -55,10 +63,14 @@ class Gateway:
         self._stats = ProxyStats(server.name, sink=metrics)
         self._breaker = CircuitBreaker(server.breaker, server=server.name, clock=clock, on_change=self._breaker_moved)
         self._queue = FairQueue(
-            max_concurrency=server.max_concurrency, queue_limit=server.queue_limit, clock=clock, on_change=self._queue_moved
+            max_concurrency=server.max_concurrency,
+            queue_limit=server.queue_limit,
+            clock=clock,
+            on_change=self._queue_moved,
         )
         self._limits = RateLimits(rpm=server.rpm, tpm=server.tpm, clock=clock)
         self._retry = RetryLoop(server.retry, self._breaker, secrets=self._secrets(), rng=rng or random.Random())
+        self._coalesce = coalesce
         self._flights: SingleFlight[UpstreamReply] = SingleFlight()
         self._cache = ResponseCache(ttl_s=cache_ttl_s, max_entries=cache_max_entries, clock=clock)
 
@@ -105,7 +117,9 @@ class Gateway:
         restart would not cure it, and would drop every queued call of every client."""
         queue = self._queue
         if not (0 <= queue.in_flight <= queue.max_concurrency and queue.waiting >= 0):
-            raise RuntimeError(f"admission counters are inconsistent: {queue.in_flight} in flight, {queue.waiting} waiting")
+            raise RuntimeError(
+                f"admission counters are inconsistent: {queue.in_flight} in flight, {queue.waiting} waiting"
+            )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -118,7 +132,11 @@ class Gateway:
         key = call_key(call)
         if self._cacheable(call) and (hit := self._cache.get(key)) is not None:
             return self._shared(call, hit, started, kind="cache_hits")
-        reply, joined = await self._flights.run(key, lambda: self._fetch(call, key, deadline, started), deadline=deadline)
+        if not self._coalesce:
+            return await self._fetch(call, key, deadline, started)
+        reply, joined = await self._flights.run(
+            key, lambda: self._fetch(call, key, deadline, started), deadline=deadline
+        )
         return self._shared(call, reply, started, kind="coalesced") if joined else reply
 
     async def _fetch(self, call: UpstreamCall, key: str, deadline: Deadline, started: float) -> UpstreamReply:
@@ -126,7 +144,8 @@ class Gateway:
         async with self._queue.slot(call.client, call.weight, deadline):
             completion, attempts = await self._retry.run(lambda n: self._attempt(call, n, deadline), deadline=deadline)
         reply = self._to_reply(call, completion, attempts=attempts, started=started)
-        self._stats.add(call.client, server_tokens=reply.prompt_tokens + reply.completion_tokens, cost_usd=reply.cost_usd)
+        spent = reply.prompt_tokens + reply.completion_tokens
+        self._stats.add(call.client, server_tokens=spent, cost_usd=reply.cost_usd)
         if self._cacheable(call):
             self._cache.put(key, reply)
         return reply

@@ -21,7 +21,9 @@ TOKENS_PER_NON_TEXT_PART = 256  # images and the like: a flat guess, settled fro
 
 
 class TokenBucket:
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic, burst_s: float = BURST_S) -> None:
+    def __init__(
+        self, per_minute: int, *, clock: Callable[[], float] = time.monotonic, burst_s: float = BURST_S
+    ) -> None:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * burst_s)
         self._clock = clock

@@ -148,7 +148,9 @@ class RetryLoop:
             raise _upstream_error(failure, n)  # the upstream asked for longer than we will hold a call
 
     async def _backoff(self, failure: Failure, n: int, deadline: Deadline) -> None:
-        wait = failure.retry_after_s if failure.retry_after_s is not None else backoff_s(self.policy, n - 1, rng=self.rng)
+        wait = failure.retry_after_s
+        if wait is None:
+            wait = backoff_s(self.policy, n - 1, rng=self.rng)
         left = deadline.remaining()
         if left is not None and wait >= left:
             raise DeadlineExceeded(

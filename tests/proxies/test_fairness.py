@@ -122,4 +122,5 @@ async def test_a_flooding_client_does_not_starve_a_light_one(sim, gateway_for) -
     assert sim.stats.max_in_flight <= 4
     assert sim.stats.requests == 13 * light_count + 1
     keys = gateway.stats()["keys"]
-    assert keys["light"]["upstream_calls"] == 3 * light_count + 1 and keys["heavy"]["upstream_calls"] == 10 * light_count
+    assert keys["light"]["upstream_calls"] == 3 * light_count + 1
+    assert keys["heavy"]["upstream_calls"] == 10 * light_count
