@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from colm_serve.deploy_config import validate_file
 
-    for line in validate_file(args.config):
+    try:
+        lines = validate_file(args.config)
+    except (ValueError, OSError) as exc:
+        print(f"invalid config: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
         print(line)
     return 0
 

@@ -78,7 +78,8 @@ class ChatCompletionRequest(StrictModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # vLLM seeds a 64-bit torch generator: a larger seed would crash the engine, not the request.
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1)
@@ -103,6 +104,8 @@ class ChatCompletionRequest(StrictModel):
         stops = [stop] if isinstance(stop, str) else stop
         if len(stops) > 4:
             raise ValueError("at most 4 stop sequences")
+        if not all(stops):
+            raise ValueError("stop sequences must not be empty")
         return stops
 
     @field_validator("messages")

@@ -13,6 +13,7 @@ import time
 from typing import ClassVar, Iterator
 
 from locust import User, task
+from locust.runners import WorkerRunner
 
 from loadtest._client import TurnError, TurnResult, make_client, run_turn
 from loadtest._hooks import run_state
@@ -33,7 +34,10 @@ class ColmAppUser(User):
         state = run_state(self.environment)
         self.settings = state.settings
         app, within_persona = state.new_app(self.persona)
-        self.app = f"{self.persona}-{within_persona}"
+        # Workers number their apps alike; the worker index keeps labels and seeds apart.
+        runner = self.environment.runner
+        worker = runner.worker_index if isinstance(runner, WorkerRunner) else None
+        self.app = f"{self.persona}-{within_persona}" if worker is None else f"{self.persona}-w{worker}-{within_persona}"
         self.rng = random.Random(f"{self.settings.seed}:{self.app}")
         keys = self.settings.api_keys
         self.client = make_client(base_url=self.host, api_key=keys[app % len(keys)] if keys else "",

@@ -77,14 +77,18 @@ def cmd_wait(args: argparse.Namespace) -> None:
     problems = ["not polled"]
     while time.monotonic() < deadline:
         try:
-            problems = not_ready(app_states(args.dashboard), expect)
+            apps = app_states(args.dashboard)
         except OSError as exc:  # the dashboard is still starting: keep polling
             problems = [f"dashboard not reachable: {exc}"]
+        else:
+            problems = not_ready(apps, expect)
+            if any(app.get("status") == "DEPLOY_FAILED" for app in apps.values()):
+                break  # final until the next deploy: no use waiting
         if not problems:
             print("serve: all applications RUNNING" + (f" with {expect}" if expect else ""))
             return
         time.sleep(args.interval)
-    raise CheckFailed(f"not ready after {args.timeout}s: " + "; ".join(problems))
+    raise CheckFailed("not ready: " + "; ".join(problems))
 
 
 def replicated(apps: dict[str, Any], app_name: str) -> list[str]:

@@ -31,6 +31,9 @@ HEAD_PORT=${HEAD_PORT:-6380}
 DASHBOARD_PORT=${DASHBOARD_PORT:-8266}
 HEAD_METRICS_PORT=${HEAD_METRICS_PORT:-18080}
 WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-18081}
+# Ray's CLIs let these override the addresses given on the command line: aim every command
+# at this test's cluster, never at another one the caller's shell points to.
+unset RAY_ADDRESS RAY_API_SERVER_ADDRESS RAY_DASHBOARD_ADDRESS
 read -r -a LOCUST_EXTRA <<< "${LOCUST_EXTRA_ARGS:-}"
 
 RAY_ADDRESS_LOCAL=127.0.0.1:$HEAD_PORT
@@ -114,12 +117,23 @@ start_cluster() {
         --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
         --dashboard-agent-listen-port=52366 --metrics-export-port="$HEAD_METRICS_PORT" \
         --ray-client-server-port=10101 --min-worker-port=0 --max-worker-port=0 \
-        --temp-dir="$RAY_TMP" --disable-usage-stats > "$WORK/ray-head.log" 2>&1
+        --temp-dir="$RAY_TMP" --disable-usage-stats > "$WORK/ray-head.log" 2>&1 ||
+        { tail -n 30 "$WORK/ray-head.log" >&2; return 1; }
     ray start --address="$RAY_ADDRESS_LOCAL" --node-ip-address=127.0.0.1 --num-cpus=1 --num-gpus=0 \
         --dashboard-agent-listen-port=52367 --metrics-export-port="$WORKER_METRICS_PORT" \
-        --min-worker-port=0 --max-worker-port=0 --disable-usage-stats > "$WORK/ray-worker.log" 2>&1
-    ray list nodes --address "$RAY_ADDRESS_LOCAL" --format json > "$WORK/nodes.json"
-    check nodes --nodes "$WORK/nodes.json" --min-nodes 2
+        --min-worker-port=0 --max-worker-port=0 --disable-usage-stats > "$WORK/ray-worker.log" 2>&1 ||
+        { tail -n 30 "$WORK/ray-worker.log" >&2; return 1; }
+    # The dashboard and the second node's registration can lag `ray start` by a few seconds.
+    local attempt
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        if ray list nodes --address "$DASHBOARD" --format json > "$WORK/nodes.json" 2>> "$WORK/ray-list.log" &&
+            python scripts/cluster_check.py nodes --nodes "$WORK/nodes.json" --min-nodes 2; then
+            return 0
+        fi
+        echo "waiting for 2 Ray nodes (attempt $attempt)"
+        sleep 3
+    done
+    return 1
 }
 
 deploy_and_check_spread() {
@@ -137,7 +151,7 @@ deploy_and_check_spread() {
         DEPLOYMENT_ARGS+=(--deployment "$name")
     done
     log "replicated deployments: ${SPREAD_DEPLOYMENTS[*]}"
-    ray list actors --address "$RAY_ADDRESS_LOCAL" --format json --limit 10000 > "$WORK/actors.json"
+    ray list actors --address "$DASHBOARD" --format json --limit 10000 > "$WORK/actors.json"
     check spread --actors "$WORK/actors.json" --app colm "${DEPLOYMENT_ARGS[@]}"
 }
 

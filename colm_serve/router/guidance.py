@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from colm_serve.config import GuidanceConfig, SpecialistConfig
-from colm_serve.errors import as_colm_error
+from colm_serve.errors import RateLimited, as_colm_error
 from colm_serve.protocol import GuidanceTrace, Usage
 from colm_serve.proxies.types import UpstreamCall, UpstreamReply
 from colm_serve.router.ports import RequestContext, Upstreams
@@ -23,6 +23,7 @@ from colm_serve.router.ports import RequestContext, Upstreams
 class GuidanceResult:
     traces: list[GuidanceTrace] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    refusals: list[RateLimited] = field(default_factory=list)
 
     def answers(self) -> dict[str, str]:
         return {t.specialist: t.text for t in self.traces if t.text}
@@ -110,7 +111,10 @@ class GuidanceFanout:
         trace = traces[slot]
         trace.latency_s = round(time.time() - t0, 4)
         if task.exception() is not None:
-            trace.error = f"{as_colm_error(task.exception()).type}: {as_colm_error(task.exception()).message}"
+            err = as_colm_error(task.exception())
+            trace.error = f"{err.type}: {err.message}"
+            if isinstance(err, RateLimited):
+                result.refusals.append(err)
             return
         reply: UpstreamReply = task.result()
         if not reply.text.strip():

@@ -20,6 +20,7 @@ from colm_serve.protocol import ChatCompletionRequest, ChatCompletionResponse, M
 from colm_serve.router import direct, responses
 from colm_serve.router.api import create_api
 from colm_serve.router.auth import Authenticator
+from colm_serve.router.deadline import within_deadline
 from colm_serve.router.handles import HandleClientLM, HandleLedger, HandleUpstreams
 from colm_serve.router.pipeline import Collaboration, Outcome
 from colm_serve.router.ports import ClientLM, RequestContext, Upstreams
@@ -94,7 +95,7 @@ class RouterService:
             events = self._collab.events(req, ctx, stream=req.stream)
         else:
             events = self._direct.events(target, req, ctx, stream=req.stream)
-        events = self._accounted(events, caller.label)
+        events = within_deadline(self._accounted(events, caller.label), ctx)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             return responses.sse(req.model, await responses.primed(events), trace=opts.trace, include_usage=include_usage)

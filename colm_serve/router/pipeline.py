@@ -167,6 +167,10 @@ class Collaboration:
         )
         trace.usage = trace.usage + result.usage
         trace.add_latency("guidance", time.time() - t)
+        if not result.answers() and result.refusals and len(result.refusals) == len(result.traces):
+            # Every server refused admission: that is overload, for the caller to back off from,
+            # not a failure to paper over with the client model alone.
+            raise max(result.refusals, key=lambda e: int(e.headers.get("Retry-After", "1")))
         if not result.answers():
             trace.degraded = "client_only: no specialist answered; the client model answered alone"
             logger.warning("[%s] %s", ctx.request_id, trace.degraded)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,9 +102,11 @@ def test_wait_with_expect_requires_the_new_size(server: FakeServer) -> None:
 def test_wait_reports_a_deploy_failure(server: FakeServer) -> None:
     server.routes[APPS_PATH] = json.dumps({"applications": {"colm": {
         "status": "DEPLOY_FAILED", "message": "ImportError: no module colm_serve.app", "deployments": {}}}})
-    result = run("wait", "--dashboard", server.url, "--timeout", "0.3", "--interval", "0.1")
+    started = time.monotonic()
+    result = run("wait", "--dashboard", server.url, "--timeout", "600", "--interval", "0.1")
     assert result.returncode == 1
     assert "app colm is DEPLOY_FAILED: ImportError" in result.stderr
+    assert time.monotonic() - started < 60, "a failed deploy should not wait out the timeout"
 
 
 def test_replicated_lists_deployments_with_two_or_more(server: FakeServer) -> None:

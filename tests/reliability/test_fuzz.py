@@ -83,7 +83,7 @@ def check(case, session: requests.Session, mode: GenerationMode) -> None:
     if case.operation.path == "/v1/chat/completions":
         case.body = cheapen(case.body, mode)
     response = case.call(session=session, timeout=120)
-    import sys; print(response.status_code, response.text[:150], file=sys.stderr)
+    import sys, json as _j; print(response.status_code, response.text[:150], _j.dumps(case.body)[:3000] if response.status_code >= 500 else "", file=sys.stderr)
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
     if response.status_code >= 400:
         error = response.json()["error"]

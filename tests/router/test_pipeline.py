@@ -192,3 +192,18 @@ async def test_last_message_must_be_from_the_user():
 def test_default_selectors_cover_the_registry():
     args = app_args()
     assert set(default_selectors(args, FakeUpstreams())) == {"all", "llm", "embedding"}
+
+
+async def test_servers_refusing_admission_is_a_429_not_a_silent_degradation():
+    from colm_serve.errors import RateLimited
+
+    class Refusing(FakeUpstreams):
+        async def chat(self, call):
+            if "Another assistant" in call.messages[0]["content"]:
+                raise RateLimited("queue full at server a", retry_after_s=7)
+            return await super().chat(call)
+
+    collab, _, _ = build(upstreams=Refusing(reply=routed("math, code")))
+    with pytest.raises(RateLimited) as err:
+        await collab.run(request(), RequestContext())
+    assert err.value.headers["Retry-After"] == "7"
