@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import WorkerRunner
@@ -106,6 +107,10 @@ def register(events: Events) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     """Fail fast on bad options, and wire the worker -> master shipping of request rows."""
     run_state(environment)
+    # gevent's loop clock is only refreshed when the loop runs; importing this package (the
+    # openai SDK, pydantic) takes seconds on a busy host, and Locust's `-t` timer, armed right
+    # after this hook, would count that stale time and end the run early.
+    gevent.get_hub().loop.update_now()
     # The SDK's HTTP client logs every request at INFO, which buries Locust's own output.
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)

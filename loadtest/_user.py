@@ -31,6 +31,8 @@ class ColmAppUser(User):
     persona: ClassVar[str] = "chat"
 
     def on_start(self) -> None:
+        if not self.host:
+            raise ValueError("no target: pass --host http://127.0.0.1:8000 (or set it in the web UI)")
         state = run_state(self.environment)
         self.settings = state.settings
         app, within_persona = state.new_app(self.persona)

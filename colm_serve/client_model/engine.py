@@ -7,10 +7,12 @@ context with exact token counts before the engine sees it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Callable
 
 from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
@@ -63,6 +65,8 @@ class LLMEngine:
         logger.info("starting vLLM engine for %s", model)
         self._tokenizer = (tokenizer_factory or _default_tokenizer_factory)(model)
         self._engine = (engine_factory or _default_engine_factory)(config, model)
+        # Generations in progress, and those their caller abandoned (client gone, deadline).
+        self._in_flight, self._aborted = 0, 0
 
     def _tokenize(self, req: GenerationRequest) -> tuple[list[int], int]:
         ids = self._tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True)
@@ -99,18 +103,27 @@ class LLMEngine:
         ids, max_tokens = self._tokenize(req)
         request_id = req.request_id or uuid.uuid4().hex
         params = self._sampling(req, max_tokens, delta)
+        self._in_flight += 1
         try:
-            async for out in self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}"):
-                yield out
+            outputs = self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}")
+            async with aclosing(outputs):
+                async for out in outputs:
+                    yield out
+        except (asyncio.CancelledError, GeneratorExit):
+            self._aborted += 1  # vLLM's generate() aborts the request as this unwinds through it
+            raise
         except Exception as exc:  # an engine failure must reach the caller as a clear 503
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
                 raise ServiceUnavailable(f"the model engine failed: {type(exc).__name__}") from exc
             raise
+        finally:
+            self._in_flight -= 1
 
     async def generate(self, req: GenerationRequest) -> Generation:
         final = None
-        async for out in self._run(req, delta=False):
-            final = out
+        async with aclosing(self._run(req, delta=False)) as outputs:  # closing it aborts in vLLM at once
+            async for out in outputs:
+                final = out
         if final is None:
             raise ServiceUnavailable("the model engine returned no output")
         completion = final.outputs[0]
@@ -123,19 +136,24 @@ class LLMEngine:
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         completion_tokens = 0
-        async for out in self._run(req, delta=True):
-            piece = out.outputs[0]
-            completion_tokens += len(piece.token_ids)
-            yield GenerationDelta(
-                text=piece.text,
-                prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
-                completion_tokens=completion_tokens if out.finished else 0,
-                finish_reason=piece.finish_reason if out.finished else None,
-            )
+        async with aclosing(self._run(req, delta=True)) as outputs:  # a dropped stream aborts at once
+            async for out in outputs:
+                piece = out.outputs[0]
+                completion_tokens += len(piece.token_ids)
+                yield GenerationDelta(
+                    text=piece.text,
+                    prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
+                    completion_tokens=completion_tokens if out.finished else 0,
+                    finish_reason=piece.finish_reason if out.finished else None,
+                )
 
     async def count_tokens(self, messages: list[dict]) -> int:
         ids = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for tests and operators: a dropped stream must show up as aborted."""
+        return {"in_flight": self._in_flight, "aborted": self._aborted}
 
     def max_model_len(self) -> int:
         return self._config.max_model_len

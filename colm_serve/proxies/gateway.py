@@ -69,7 +69,7 @@ class Gateway:
             on_change=self._queue_moved,
         )
         self._limits = RateLimits(rpm=server.rpm, tpm=server.tpm, clock=clock)
-        self._retry = RetryLoop(server.retry, self._breaker, secrets=self._secrets(), rng=rng or random.Random())
+        self._retry = RetryLoop(server.retry, self._breaker, server=server.name, secrets=self._secrets(), rng=rng or random.Random())
         self._coalesce = coalesce
         self._flights: SingleFlight[UpstreamReply] = SingleFlight()
         self._cache = ResponseCache(ttl_s=cache_ttl_s, max_entries=cache_max_entries, clock=clock)
@@ -93,7 +93,7 @@ class Gateway:
         try:
             self._breaker.check()
             async with self._queue.slot(call.client, call.weight, deadline):
-                opened, attempts = await self._retry.run(
+                opened, _ = await self._retry.run(
                     lambda n: self._open_stream(call, n, deadline), deadline=deadline
                 )
                 tally = StreamTally()

@@ -109,6 +109,7 @@ def _upstream_error(failure: Failure, attempts: int) -> UpstreamError:
 class RetryLoop:
     policy: RetryPolicy
     breaker: CircuitBreaker
+    server: str = ""
     secrets: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
 
@@ -156,7 +157,7 @@ class RetryLoop:
             raise DeadlineExceeded(
                 f"{failure.message}; the next retry would come after the deadline", code="deadline_exceeded"
             )
-        logger.info("retrying upstream in %.2fs: %s", wait, failure.message)
+        logger.info("server %s: retrying in %.2fs: %s", self.server, wait, failure.message)
         await asyncio.sleep(wait)
 
 

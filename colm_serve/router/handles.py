@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ray.exceptions import RayActorError
+
 from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
 from colm_serve.errors import ColmError, ServiceUnavailable, unwrap
 from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
@@ -13,7 +15,16 @@ from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
 def _domain(exc: Exception) -> Exception:
     """Ray wraps a replica's exception (RayTaskError); callers want the domain error back."""
     inner = unwrap(exc)
-    return inner if isinstance(inner, ColmError) else exc
+    if isinstance(inner, ColmError):
+        return inner
+    if isinstance(exc, RayActorError):  # ActorDiedError, ActorUnavailableError
+        # The replica died mid-request; Serve is replacing it, so the caller may retry.
+        return ServiceUnavailable(
+            f"a replica serving this request failed ({type(exc).__name__}); retry shortly",
+            code="replica_failed",
+            headers={"Retry-After": "10"},
+        )
+    return exc
 
 
 class HandleClientLM:

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 import uvicorn
 
-from fake_colm_server import RATE_LIMITED_KEY, FakeColm, build_app
+from tests.loadtest.fake_colm_server import RATE_LIMITED_KEY, FakeColm, build_app
 
 
 @dataclass

@@ -7,7 +7,7 @@ import sys
 
 from loadtest._compare_table import VariantResult, ratio, ratio_table
 from loadtest.compare import pooled, variants
-from locust_run import REPO
+from tests.loadtest.locust_run import REPO
 
 
 def _result(name: str, *, cost: float, p50: float, rate: float, failures: int = 0) -> VariantResult:

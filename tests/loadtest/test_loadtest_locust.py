@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fake_colm_server import RATE_LIMITED_KEY
-from locust_run import (CUSTOM_METRICS, assert_not_blank, chromium_available, failure_rows, metric_counts,
+from tests.loadtest.fake_colm_server import RATE_LIMITED_KEY
+from tests.loadtest.locust_run import (CUSTOM_METRICS, assert_not_blank, chromium_available, failure_rows, metric_counts,
                         run_locust, screenshot, stats_rows)
 
 FAST = ["--think-min", "0.2", "--think-max", "0.6", "--stream-ratio", "0.5", "--max-tokens", "8",
@@ -99,7 +99,7 @@ def test_report_renders_in_a_browser(good_run, tmp_path):
 
 def test_refused_key_fails_with_its_openai_error_type(fake_colm, tmp_path):
     prefix = tmp_path / "refused"
-    done = run_locust(host=fake_colm.url, prefix=prefix, users=2, spawn_rate=2, run_time="6s",
+    done = run_locust(host=fake_colm.url, prefix=prefix, users=2, spawn_rate=2, run_time="8s",
                       extra=[*FAST, "--api-keys", RATE_LIMITED_KEY, "--colm-report", "off"], timeout_s=90)
     assert done.returncode == 1  # Locust's exit code when a request failed
     failures = failure_rows(prefix)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from locust_run import REPO
+from tests.loadtest.locust_run import REPO
 
 
 def _free_port() -> int:

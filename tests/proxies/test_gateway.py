@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
 from colm_serve.config import RetryPolicy
-from colm_serve.errors import ColmError, InvalidRequest, UpstreamError
+from colm_serve.errors import ColmError, DeadlineExceeded, InvalidRequest, UpstreamError
 from colm_serve.proxies import UpstreamDelta, UpstreamReply
 from tests.proxies.conftest import make_call
 from tests.upstream_sim import Fault, reply_words
@@ -112,3 +113,19 @@ async def test_a_consumer_leaving_a_stream_frees_its_slot(sim, gateway_for) -> N
     await stream.aclose()
     assert gateway.stats()["in_flight"] == 0
     assert (await gateway.chat(make_call("next", cache=False))).text
+
+
+async def test_stream_respects_the_deadline_between_chunks(sim, gateway_for) -> None:
+    gateway = gateway_for()
+    sim.set_faults(token_latency_s=0.02)
+    ok = await _collect(gateway, make_call("in time", deadline=time.time() + 10))
+    assert ok[-1].finish_reason == "stop"
+    sim.set_faults(token_latency_s=0.25)  # the whole answer would take 3.5 s
+    received = []
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        async for delta in gateway.chat_stream(make_call("too slow", deadline=time.time() + 1.0)):
+            received.append(delta)
+    assert time.monotonic() - started < 2.0
+    assert received and not any(d.finish_reason for d in received)  # it had begun, and was cut
+    assert gateway.stats()["in_flight"] == 0
