@@ -44,7 +44,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/server_tokens.py
-	$(BIN)/python benchmarks/coalescing.py
+	$(BIN)/python -m benchmarks.coalescing
 
 cluster-test: setup
 	bash scripts/cluster_test.sh

@@ -116,6 +116,9 @@ class ServerConfig(Strict):
     timeout_s: float = Field(60.0, gt=0, description="Per-attempt timeout.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    coalesce: bool = Field(True, description="Share one upstream call among identical concurrent calls.")
+    cache_ttl_s: float = Field(600.0, ge=0, description="Response cache lifetime for deterministic calls.")
+    cache_max_entries: int = Field(2048, ge=0, description="Response cache size; 0 turns the cache off.")
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     def api_key(self) -> str:

@@ -35,6 +35,7 @@ QUESTIONS = [
     "Write one sentence about the sea.",
 ]
 FAULTS = [("ServerProxy-local", 0.3), ("ClientModel", 0.55)]  # (deployment, when: fraction of the run)
+USES = {"ServerProxy-local": {"colm"}, "ClientModel": {"colm", "colm-client"}}  # models that need it
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Fault:
     deployment: str
     at_s: float
     killed: str = ""
+    killed_at_s: float | None = None
     error: str = ""
     replaced_after_s: float | None = None
 
@@ -59,6 +61,7 @@ class Fault:
 class Run:
     results: list[Result] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    in_flight: Counter = field(default_factory=Counter)  # model -> requests now in flight
 
 
 # -- requests --------------------------------------------------------------------------
@@ -68,7 +71,7 @@ def request_body(rng: random.Random) -> dict:
     question = [{"role": "user", "content": rng.choice(QUESTIONS)}]
     if rng.random() < 0.3:
         return {"model": "colm", "messages": question, "max_tokens": 32, "colm": {"iterations": 0, "top_k": 2}}
-    return {"model": "colm-client", "messages": question, "max_tokens": rng.choice([16, 24, 32]),
+    return {"model": "colm-client", "messages": question, "max_tokens": rng.choice([16, 32, 96]),
             "stream": rng.random() < 0.3}
 
 
@@ -109,7 +112,12 @@ async def load(url: str, *, requests: int, duration_s: float, concurrency: int, 
     async def paced(i: int, http: httpx.AsyncClient) -> None:
         await asyncio.sleep(i * duration_s / requests)
         async with gate:
-            run.results.append(await one_request(http, request_body(rng), t0=t0, timeout_s=timeout_s))
+            body = request_body(rng)
+            run.in_flight[body["model"]] += 1
+            try:
+                run.results.append(await one_request(http, body, t0=t0, timeout_s=timeout_s))
+            finally:
+                run.in_flight[body["model"]] -= 1
 
     async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as http:
         await asyncio.gather(*(paced(i, http) for i in range(requests)))
@@ -137,15 +145,22 @@ def replaced(deployment: str, killed: str, app: str = "colm") -> bool:
                for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000))
 
 
-async def inject(fault: Fault, *, t0: float, watch_s: float) -> None:
+async def inject(fault: Fault, *, run: Run, t0: float, watch_s: float) -> None:
+    """Kills at the planned time, or a little later, once a request that needs the replica is in flight."""
     await asyncio.sleep(max(0.0, fault.at_s - (time.monotonic() - t0)))
+    for _ in range(300):  # up to 30 s
+        if any(run.in_flight[m] for m in USES[fault.deployment]):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # into the request, not at its very start
     try:
         fault.killed = await asyncio.to_thread(kill_replica, fault.deployment)
     except Exception as exc:  # reported, and the run exits 2
         fault.error = f"{type(exc).__name__}: {exc}"
         return
     killed_at = time.monotonic()
-    print(f"[{killed_at - t0:6.1f}s] killed {fault.killed}", flush=True)
+    fault.killed_at_s = killed_at - t0
+    print(f"[{fault.killed_at_s:6.1f}s] killed {fault.killed}", flush=True)
     while time.monotonic() - killed_at < watch_s:
         if await asyncio.to_thread(replaced, fault.deployment, fault.killed):
             fault.replaced_after_s = time.monotonic() - killed_at
@@ -164,13 +179,25 @@ def report(run: Run) -> Counter:
     for (model, kind), n in sorted(by_model.items()):
         print(f"  {model:12s} {kind:12s} {n}")
     for f in run.faults:
-        state = f.error or (f"killed {f.killed}; replaced after {f.replaced_after_s:.0f}s"
-                            if f.replaced_after_s is not None else f"killed {f.killed}; NOT replaced in time")
-        print(f"  fault {f.deployment} at {f.at_s:.0f}s: {state}")
+        print(f"  fault {f.deployment}: {fault_summary(f, run.results)}")
     for r in run.results:
         if r.kind != "answered":
             print(f"  [{r.started_s:6.1f}s +{r.latency_s:5.1f}s] {r.model}: {r.kind}: {r.detail}")
     return counts
+
+
+def fault_summary(fault: Fault, results: list[Result]) -> str:
+    if fault.error or fault.killed_at_s is None:
+        return fault.error or "not injected"
+    at = fault.killed_at_s
+    hit = Counter(r.kind for r in results if r.started_s <= at <= r.started_s + r.latency_s
+                  and r.model in USES[fault.deployment])
+    after = [r.started_s + r.latency_s - at for r in results if r.started_s > at and r.kind == "answered"
+             and r.model in USES[fault.deployment]]
+    replaced = f"{fault.replaced_after_s:.0f}s" if fault.replaced_after_s is not None else "NOT in time"
+    recovered = f"{min(after):.0f}s" if after else "never"
+    return (f"killed at {at:.0f}s with {sum(hit.values())} dependent requests in flight ({dict(hit)}); "
+            f"new replica after {replaced}; first answer started after the kill came {recovered} after it")
 
 
 async def chaos(args: argparse.Namespace) -> int:
@@ -184,7 +211,7 @@ async def chaos(args: argparse.Namespace) -> int:
     await asyncio.gather(
         load(args.url, requests=args.requests, duration_s=args.duration, concurrency=args.concurrency,
              timeout_s=args.timeout, seed=args.seed, run=run, t0=t0),
-        *(inject(f, t0=t0, watch_s=watch) for f in run.faults),
+        *(inject(f, run=run, t0=t0, watch_s=watch) for f in run.faults),
     )
     counts = report(run)
     if any(f.error for f in run.faults):

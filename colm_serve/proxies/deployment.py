@@ -16,7 +16,13 @@ from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
 
 
 def _ray_gateway(server: ServerConfig) -> Gateway:
-    return Gateway(server, metrics=RayMetricsSink())
+    return Gateway(
+        server,
+        metrics=RayMetricsSink(),
+        coalesce=server.coalesce,
+        cache_ttl_s=server.cache_ttl_s,
+        cache_max_entries=server.cache_max_entries,
+    )
 
 
 class ServerProxy:
