@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from colm_serve.errors import InvalidRequest, NotFound
 from colm_serve.protocol import ChatCompletionRequest, Trace, Usage
 from colm_serve.proxies.types import UpstreamCall
 from colm_serve.router.guidance import billed_usage
-from colm_serve.router.pipeline import Outcome
+from colm_serve.router.pipeline import Outcome, with_outcome
 from colm_serve.router.ports import ClientLM, RequestContext, Upstreams
 
 COLM = "colm"
@@ -50,19 +49,13 @@ class Direct:
         self._args, self._upstreams, self._client = args, upstreams, client
 
     async def events(self, target: Target, req: ChatCompletionRequest, ctx: RequestContext, *, stream: bool) -> AsyncIterator[str | Outcome]:
-        t0, trace = time.time(), Trace()
-        parts: list[str] = []
-        events = self._server(target.specialist, req, ctx, trace, stream) if target.kind == "server" else self._client_only(req, ctx, trace, stream)
-        finish = None
-        async for piece in events:
-            if isinstance(piece, Finished):
-                finish = piece.reason
-                continue
-            parts.append(piece)
-            yield piece
-        trace.add_latency("total", time.time() - t0)
-        answer = "".join(parts)
-        yield Outcome(answer=answer, finish_reason=finish, trace=trace)
+        trace = Trace()
+        if target.kind == "server":
+            pieces = self._server(target.specialist, req, ctx, trace, stream)
+        else:
+            pieces = self._client_only(req, ctx, trace, stream)
+        async for event in with_outcome(pieces, trace):
+            yield event
 
     async def _client_only(self, req: ChatCompletionRequest, ctx: RequestContext, trace: Trace, stream: bool) -> AsyncIterator:
         gen = to_generation(req, model_name=self._args.client_model.name, request_id=ctx.request_id)

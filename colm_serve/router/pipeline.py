@@ -33,6 +33,19 @@ class Outcome:
     trace: Trace
 
 
+async def with_outcome(pieces: AsyncIterator, trace: Trace) -> AsyncIterator[str | Outcome]:
+    """Passes text pieces through and ends with the Outcome they add up to."""
+    t0, parts, finish = time.time(), [], None
+    async for piece in pieces:
+        if isinstance(piece, Finished):
+            finish = piece.reason
+            continue
+        parts.append(piece)
+        yield piece
+    trace.add_latency("total", time.time() - t0)
+    yield Outcome(answer="".join(parts), finish_reason=finish, trace=trace)
+
+
 @dataclass
 class Conversation:
     history: list[ChatMessage]

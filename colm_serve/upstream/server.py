@@ -6,7 +6,6 @@ DeepSeek, so the offline default exercises the same code path as a cloud deploym
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,13 +13,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from colm_serve.client_model.chat import Finished, generate_text, to_generation
+from colm_serve.client_model.chat import generate_text, to_generation
 from colm_serve.config import UpstreamArgs
 from colm_serve.errors import NotFound, install_error_handlers
 from colm_serve.protocol import ChatCompletionRequest, ModelCard, ModelList, Trace
 from colm_serve.router import responses
 from colm_serve.router.handles import HandleClientLM
-from colm_serve.router.pipeline import Outcome
+from colm_serve.router.pipeline import Outcome, with_outcome
 from colm_serve.router.ports import ClientLM
 
 
@@ -58,12 +57,6 @@ class UpstreamService:
         gen = to_generation(body, model_name=body.model, request_id=uuid.uuid4().hex)
         if gen.max_tokens is None:
             gen.max_tokens = self._args.default_max_tokens
-        trace, parts, finish, t0 = Trace(), [], None, time.time()
-        async for piece in generate_text(self._client, gen, trace, stream=body.stream):
-            if isinstance(piece, Finished):
-                finish = piece.reason
-                continue
-            parts.append(piece)
-            yield piece
-        trace.add_latency("total", time.time() - t0)
-        yield Outcome(answer="".join(parts), finish_reason=finish, trace=trace)
+        trace = Trace()
+        async for event in with_outcome(generate_text(self._client, gen, trace, stream=body.stream), trace):
+            yield event
