@@ -49,5 +49,9 @@ bench: setup
 cluster-test: setup
 	bash scripts/cluster_test.sh
 
+# Load with replica kills against a running app (`make serve` in another shell); prints lost requests.
+chaos: setup
+	$(BIN)/python scripts/chaos.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from colm_serve.errors import PayloadTooLarge, error_response, install_error_handlers
-from colm_serve.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelList
+from colm_serve.protocol import ChatCompletionRequest, ChatCompletionResponse, ErrorBody, ModelList
+
+ERRORS = {"default": {"model": ErrorBody, "description": "OpenAI-format error"}}
 
 if TYPE_CHECKING:
     from colm_serve.router.ingress import RouterService
@@ -32,7 +34,8 @@ class BodyLimit:
 
 
 def create_api(service: "RouterService", *, max_body_bytes: int) -> FastAPI:
-    app = FastAPI(title="CoLM router", version="0.1.0", description="OpenAI-compatible CoLM collaboration API.")
+    app = FastAPI(title="CoLM router", version="0.1.0", description="OpenAI-compatible CoLM collaboration API.",
+                  responses=ERRORS)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
