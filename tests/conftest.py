@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import kill_orphaned_engines
+
 ROOT = Path(__file__).resolve().parents[1]
 APP_URL = "http://127.0.0.1:8000"
 START_TIMEOUT_S = float(os.environ.get("COLM_TEST_START_TIMEOUT_S", "900"))
@@ -47,6 +49,7 @@ def app_url(serve_log: Path):
     if os.environ.get("COLM_TEST_APP_URL"):
         yield os.environ["COLM_TEST_APP_URL"].rstrip("/")
         return
+    kill_orphaned_engines()
     if _ready(APP_URL):
         pytest.fail("something already serves 127.0.0.1:8000; stop it or set COLM_TEST_APP_URL to use it")
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), PYTHONUNBUFFERED="1")
@@ -79,6 +82,7 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+    kill_orphaned_engines()
 
 
 def _tail(path: Path, lines: int = 60) -> str:

@@ -163,3 +163,15 @@ class LLMEngine:
         await self._engine.check_health()
         if getattr(self._engine, "errored", False):
             raise RuntimeError("vLLM engine is dead")
+
+    def __del__(self) -> None:
+        """Serve calls this on graceful replica shutdown (scale-down, redeploy, `serve shutdown`).
+
+        Without it the engine's own processes outlive the replica and keep their memory.
+        """
+        engine = getattr(self, "_engine", None)
+        if engine is not None and hasattr(engine, "shutdown"):
+            try:
+                engine.shutdown()
+            except Exception:  # at interpreter exit vLLM's modules may be gone already
+                logger.warning("vLLM engine shutdown failed", exc_info=True)

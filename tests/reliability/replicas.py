@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.processes import kill_orphaned_engines
+
 SERVE_NAMESPACE = "serve"
 
 
@@ -34,6 +36,7 @@ def wait_for_new_replica(deployment: str, *, killed: str, app: str = "colm", tim
     while time.monotonic() < deadline:
         fresh = [n for n in alive_replicas(deployment, app=app) if n != killed]
         if fresh:
+            kill_orphaned_engines()  # the killed replica's vLLM processes, if it had any
             return fresh[0]
         time.sleep(2)  # a plain (sync) test polling Ray's state API
     raise AssertionError(f"Serve did not start a new {deployment} replica within {timeout_s:.0f} s")
