@@ -112,6 +112,8 @@ start_cluster() {
     # replica while it has room; turn that preference off so both router replicas get traffic.
     export RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING=0
     export RAY_USAGE_STATS_ENABLED=0
+    # Loopback-only test cluster: no token auth, so the second node and `serve deploy` need no token.
+    export RAY_AUTH_MODE=disabled
     ray_started=1
     ray start --head --node-ip-address=127.0.0.1 --port="$HEAD_PORT" --num-cpus=1 --num-gpus=0 \
         --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
