@@ -9,10 +9,8 @@ from colm_serve.client_model.chat import Finished, generate_text, to_generation
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import InvalidRequest, NotFound
 from colm_serve.protocol import ChatCompletionRequest, Trace, Usage
-from colm_serve.proxies.types import UpstreamCall
-from colm_serve.router.guidance import billed_usage
 from colm_serve.router.pipeline import Outcome, with_outcome
-from colm_serve.router.ports import ClientLM, RequestContext, Upstreams
+from colm_serve.router.ports import ClientLM, RequestContext, Upstreams, billed_usage
 
 COLM = "colm"
 SERVER_PREFIX = "server/"
@@ -67,21 +65,14 @@ class Direct:
     ) -> AsyncIterator:
         if any(m.has_image() for m in req.messages) and not spec.vision:
             raise InvalidRequest(f"server/{spec.name} does not accept images", param="messages")
-        call = UpstreamCall(
-            server=spec.server,
-            model=spec.model,
+        call = ctx.call(
+            spec,
             messages=[m.model_dump(exclude_none=True) for m in req.messages],
             max_tokens=req.output_limit() or 512,
             temperature=1.0 if req.temperature is None else req.temperature,
             top_p=req.top_p,
             seed=req.seed,
             stop=req.stop,
-            client=ctx.client,
-            weight=ctx.weight,
-            cache=ctx.cache,
-            deadline=ctx.deadline,
-            price_in_per_m=spec.price_in_per_m,
-            price_out_per_m=spec.price_out_per_m,
         )
         trace.selected = [spec.name]
         if not stream:  # the unary path can be coalesced and cached

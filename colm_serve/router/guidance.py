@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from colm_serve.config import GuidanceConfig, SpecialistConfig
 from colm_serve.errors import RateLimited, as_colm_error
 from colm_serve.protocol import GuidanceTrace, Usage
-from colm_serve.proxies.types import UpstreamCall, UpstreamReply
-from colm_serve.router.ports import RequestContext, Upstreams
+from colm_serve.proxies.types import UpstreamReply
+from colm_serve.router.ports import RequestContext, Upstreams, billed_usage
 
 
 @dataclass
@@ -27,17 +27,6 @@ class GuidanceResult:
 
     def answers(self) -> dict[str, str]:
         return {t.specialist: t.text for t in self.traces if t.text}
-
-
-def billed_usage(reply: UpstreamReply) -> Usage:
-    """Tokens this request caused upstream: a cache hit or a coalesced follower caused none."""
-    if reply.cached or reply.coalesced:
-        return Usage()
-    return Usage(
-        server_prompt_tokens=reply.prompt_tokens,
-        server_completion_tokens=reply.completion_tokens,
-        cost_usd=reply.cost_usd,
-    )
 
 
 class GuidanceFanout:
@@ -62,7 +51,8 @@ class GuidanceFanout:
         pending: dict[asyncio.Task, tuple[str, SpecialistConfig, float]] = {}
 
         def launch(slot: str, spec: SpecialistConfig) -> None:
-            call = self._call(spec, messages_for(spec), ctx, deadline)
+            call = ctx.call(spec, messages=messages_for(spec), max_tokens=self._cfg.max_tokens,
+                            temperature=self._cfg.temperature, deadline=deadline)
             pending[asyncio.create_task(self._upstreams.chat(call))] = (slot, spec, time.time())
 
         for spec in selected:
@@ -90,21 +80,6 @@ class GuidanceFanout:
             await asyncio.gather(*pending, return_exceptions=True)
         result.traces = list(traces.values())
         return result
-
-    def _call(self, spec: SpecialistConfig, messages: list[dict], ctx: RequestContext, deadline: float | None) -> UpstreamCall:
-        return UpstreamCall(
-            server=spec.server,
-            model=spec.model,
-            messages=messages,
-            max_tokens=self._cfg.max_tokens,
-            temperature=self._cfg.temperature,
-            client=ctx.client,
-            weight=ctx.weight,
-            cache=ctx.cache,
-            deadline=deadline,
-            price_in_per_m=spec.price_in_per_m,
-            price_out_per_m=spec.price_out_per_m,
-        )
 
     @staticmethod
     def _record(task: asyncio.Task, slot: str, spec: SpecialistConfig, t0: float, traces: dict, result: GuidanceResult) -> None:

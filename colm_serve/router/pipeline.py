@@ -16,11 +16,10 @@ from colm_serve.client_model.chat import Finished, generate_text
 from colm_serve.client_model.types import GenerationRequest
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import InvalidRequest, as_colm_error
-from colm_serve.protocol import ChatCompletionRequest, ChatMessage, RoundTrace, Trace, Usage
-from colm_serve.proxies.types import UpstreamCall
+from colm_serve.protocol import ChatCompletionRequest, ChatMessage, RoundTrace, Trace
 from colm_serve.router import prompts, refinement
-from colm_serve.router.guidance import GuidanceFanout, GuidanceResult, billed_usage
-from colm_serve.router.ports import ClientLM, RequestContext, Upstreams
+from colm_serve.router.guidance import GuidanceFanout, GuidanceResult
+from colm_serve.router.ports import ClientLM, RequestContext, Upstreams, billed_usage
 from colm_serve.router.selection import Selection, Selector, select
 
 logger = logging.getLogger("colm_serve.pipeline")
@@ -152,11 +151,7 @@ class Collaboration:
         if conv.question.has_image():
             sel.names = self._with_vision(sel.names, k)
         trace.selector, trace.selected, trace.selection_fallback = sel.strategy, sel.names, sel.fallback
-        trace.usage = trace.usage + Usage(
-            server_prompt_tokens=sel.server_prompt_tokens,
-            server_completion_tokens=sel.server_completion_tokens,
-            cost_usd=sel.cost_usd,
-        )
+        trace.usage = trace.usage + sel.usage
         trace.add_latency("selection", time.time() - t)
         return sel
 
@@ -193,19 +188,8 @@ class Collaboration:
         t = time.time()
         ctx.check("summary")
         agg = self._args.specialist(self._args.aggregator)
-        call = UpstreamCall(
-            server=agg.server,
-            model=agg.model,
-            messages=prompts.summary_messages(conv.question.text(), guidance.answers(), drafts),
-            max_tokens=self._args.refinement.summary_max_tokens,
-            temperature=0.0,
-            client=ctx.client,
-            weight=ctx.weight,
-            cache=ctx.cache,
-            deadline=ctx.deadline,
-            price_in_per_m=agg.price_in_per_m,
-            price_out_per_m=agg.price_out_per_m,
-        )
+        messages = prompts.summary_messages(conv.question.text(), guidance.answers(), drafts)
+        call = ctx.call(agg, messages=messages, max_tokens=self._args.refinement.summary_max_tokens, temperature=0.0)
         try:
             reply = await self._upstreams.chat(call)
             trace.usage = trace.usage + billed_usage(reply)

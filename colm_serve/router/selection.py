@@ -11,14 +11,14 @@ import asyncio
 import logging
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import as_colm_error
-from colm_serve.proxies.types import UpstreamCall
+from colm_serve.protocol import Usage
 from colm_serve.router import prompts
-from colm_serve.router.ports import RequestContext, Upstreams
+from colm_serve.router.ports import RequestContext, Upstreams, billed_usage
 
 logger = logging.getLogger("colm_serve.selection")
 
@@ -32,9 +32,7 @@ class Selection:
     names: list[str]
     strategy: str
     fallback: str | None = None
-    server_prompt_tokens: int = 0
-    server_completion_tokens: int = 0
-    cost_usd: float = 0.0
+    usage: Usage = field(default_factory=Usage)
 
 
 class Selector(ABC):
@@ -61,26 +59,12 @@ class LLMSelector(Selector):
         self._upstreams, self._picker, self._max_tokens = upstreams, picker, max_tokens
 
     async def rank(self, question, candidates, k, ctx):
+        messages = prompts.selection_messages(question, candidates, k)
         reply = await self._upstreams.chat(
-            UpstreamCall(
-                server=self._picker.server,
-                model=self._picker.model,
-                messages=prompts.selection_messages(question, candidates, k),
-                max_tokens=self._max_tokens,
-                temperature=0.0,
-                client=ctx.client,
-                weight=ctx.weight,
-                cache=ctx.cache,
-                deadline=ctx.deadline,
-                price_in_per_m=self._picker.price_in_per_m,
-                price_out_per_m=self._picker.price_out_per_m,
-            )
+            ctx.call(self._picker, messages=messages, max_tokens=self._max_tokens, temperature=0.0)
         )
         names = parse_names(reply.text, [c.name for c in candidates])
-        sel = Selection(names, self.name, None, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd)
-        if reply.cached or reply.coalesced:
-            sel.server_prompt_tokens = sel.server_completion_tokens = 0
-        return sel
+        return Selection(names, self.name, usage=billed_usage(reply))
 
 
 def parse_names(text: str, known: list[str]) -> list[str]:

@@ -42,7 +42,7 @@ def _llm(reply=None, fail=None):
 async def test_llm_selector_picks_top_k_and_counts_its_tokens():
     sel = await _select(_llm()[0])
     assert sel.names == ["code", "math"] and sel.fallback is None
-    assert sel.server_prompt_tokens == 100 and sel.cost_usd > 0
+    assert sel.usage.server_prompt_tokens == 100 and sel.usage.cost_usd > 0
 
 
 async def test_llm_selector_unparseable_answer_falls_back_to_the_default_list():
