@@ -9,7 +9,10 @@ Subcommands (each exits non-zero with a message when its check fails):
                  to have ALIVE replicas on 2+ nodes
   served         scrape each node's metrics endpoint and require each given deployment to have
                  answered requests on every node (so traffic really crossed nodes)
-  scaled-config  write the Serve config with `deployments:` num_replicas overrides, validated
+  scaled-config  write the Serve config with `deployments:` num_replicas overrides (and, with
+                 --autoscale, Serve autoscaling for chosen deployments), validated
+  autoscaled     poll Serve's REST API until Serve's autoscaler (not a config change) has
+                 brought a deployment to N running replicas, printing each status change
   locust-ok      require a Locust CSV summary with requests and zero failures
 """
 
@@ -160,15 +163,19 @@ def cmd_served(args: argparse.Namespace) -> None:
     print(f"{args.app}: {', '.join(args.deployment)} answered requests on all {len(args.metrics)} nodes")
 
 
-def scaled_config(doc: dict[str, Any], *, app_name: str, replicas: int, deployments: list[str]) -> dict[str, Any]:
-    """The config with num_replicas overrides: a lightweight update that keeps the app's args,
-    so Serve only adds or drains replicas and restarts nothing."""
+def scaled_config(doc: dict[str, Any], *, app_name: str, replicas: int, deployments: list[str],
+                  autoscale: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The config with `deployments:` overrides: a lightweight update that keeps the app's args,
+    so Serve only adds or drains replicas and restarts nothing. Deployments in `autoscale` get
+    Serve's own autoscaling_config instead of a fixed count."""
     apps = [a for a in doc["applications"] if a["name"] == app_name]
     if not apps:
         raise CheckFailed(f"no application {app_name!r} in the config")
     overrides = {d["name"]: d for d in apps[0].get("deployments", [])}
     for name in deployments:
         overrides[name] = {**overrides.get(name, {"name": name}), "num_replicas": replicas}
+    for name, policy in (autoscale or {}).items():
+        overrides[name] = {**overrides.get(name, {"name": name}), "num_replicas": "auto", "autoscaling_config": policy}
     apps[0]["deployments"] = list(overrides.values())
     return doc
 
@@ -177,11 +184,53 @@ def cmd_scaled_config(args: argparse.Namespace) -> None:
     # Imported here: it pulls in Ray's schema, which the polling commands do not need.
     from colm_serve.deploy_config import validate_serve_config
 
+    policy = {"min_replicas": args.min_replicas, "max_replicas": args.max_replicas,
+              "target_ongoing_requests": args.target_ongoing_requests,
+              "upscale_delay_s": args.upscale_delay_s, "downscale_delay_s": args.downscale_delay_s}
+    autoscale = {name: policy for name in args.autoscale}
+    fixed = [name for name in args.deployment if name not in autoscale]
     doc = scaled_config(yaml.safe_load(Path(args.config).read_text()), app_name=args.app,
-                        replicas=args.replicas, deployments=args.deployment)
+                        replicas=args.replicas, deployments=fixed, autoscale=autoscale)
     validate_serve_config(doc, source=args.out)
     Path(args.out).write_text(yaml.safe_dump(doc, sort_keys=False))
-    print(f"{args.out}: {', '.join(args.deployment)} at {args.replicas} replicas")
+    print(f"{args.out}: {', '.join(fixed) or 'none'} at {args.replicas} replicas"
+          + (f"; autoscaling {', '.join(autoscale)} with {policy}" if autoscale else ""))
+
+
+AUTOSCALER_MARKS = {"UPSCALING", "DOWNSCALING", "AUTOSCALING", "UPSCALE_COMPLETED", "DOWNSCALE_COMPLETED"}
+
+
+def deployment_state(apps: dict[str, Any], app_name: str, name: str) -> tuple[str, str, int, int]:
+    """(status, status_trigger, target, running) of one deployment, as `serve status` shows it."""
+    dep = ((apps.get(app_name) or {}).get("deployments") or {}).get(name)
+    if dep is None:
+        raise CheckFailed(f"{app_name}/{name} not found")
+    running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+    return dep.get("status", "?"), dep.get("status_trigger", "?"), dep.get("target_num_replicas") or 0, running
+
+
+def cmd_autoscaled(args: argparse.Namespace) -> None:
+    """Status and trigger only reach UPSCALING/DOWNSCALING, AUTOSCALING and *SCALE_COMPLETED
+    through Serve's autoscaler (a config change reads UPDATING/CONFIG_UPDATE_*), so seeing one
+    of them proves the autoscaler, not this script, changed the replica count."""
+    start = time.monotonic()
+    seen: set[str] = set()
+    last = None
+    while time.monotonic() - start < args.timeout:
+        state = deployment_state(app_states(args.dashboard), args.app, args.deployment)
+        if state != last:
+            print(f"[{time.monotonic() - start:6.1f}s] {args.app}/{args.deployment}: status {state[0]}, "
+                  f"trigger {state[1]}, target {state[2]}, running {state[3]}", flush=True)
+            last = state
+        if state[2] == args.replicas:  # marks of an earlier move the other way do not count
+            seen.update(state[:2])
+        if state[2] == state[3] == args.replicas and seen & AUTOSCALER_MARKS:
+            print(f"autoscaler brought {args.app}/{args.deployment} to {args.replicas} replica(s) "
+                  f"in {time.monotonic() - start:.0f}s")
+            return
+        time.sleep(args.interval)
+    raise CheckFailed(f"{args.app}/{args.deployment} did not autoscale to {args.replicas} replicas in "
+                      f"{args.timeout:.0f}s; last seen {last}")
 
 
 def cmd_locust_ok(args: argparse.Namespace) -> None:
@@ -233,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     scaled.add_argument("--app", default="colm")
     scaled.add_argument("--replicas", type=int, required=True)
     scaled.add_argument("--deployment", action="append", required=True)
+    scaled.add_argument("--autoscale", action="append", default=[], help="a deployment to autoscale instead")
+    scaled.add_argument("--min-replicas", type=int, default=1)
+    scaled.add_argument("--max-replicas", type=int, default=2)
+    scaled.add_argument("--target-ongoing-requests", type=float, default=1)
+    scaled.add_argument("--upscale-delay-s", type=float, default=5)
+    scaled.add_argument("--downscale-delay-s", type=float, default=30)
+    auto = sub.add_parser("autoscaled")
+    auto.add_argument("--dashboard", required=True)
+    auto.add_argument("--app", default="colm")
+    auto.add_argument("--deployment", required=True)
+    auto.add_argument("--replicas", type=int, required=True)
+    auto.add_argument("--timeout", type=float, default=300)
+    auto.add_argument("--interval", type=float, default=2)
     locust = sub.add_parser("locust-ok")
     locust.add_argument("--csv", required=True, help="the --csv prefix given to locust")
     locust.add_argument("--min-requests", type=int, default=1)
@@ -240,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"nodes": cmd_nodes, "wait": cmd_wait, "replicated": cmd_replicated, "spread": cmd_spread, "served": cmd_served,
-            "scaled-config": cmd_scaled_config, "locust-ok": cmd_locust_ok}
+            "scaled-config": cmd_scaled_config, "autoscaled": cmd_autoscaled, "locust-ok": cmd_locust_ok}
 
 
 def main(argv: list[str] | None = None) -> int:

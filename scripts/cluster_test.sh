@@ -2,12 +2,15 @@
 # Multi-node test on one machine: a Ray head and a second Ray node (loopback only, 1 logical
 # CPU each), the app deployed with `serve deploy`, replicas spread over both nodes, a short
 # Locust load whose answers must come from replicas on both nodes, then the router and proxy
-# deployments scaled up and down with `serve deploy` under load without a failed request.
+# deployments scaled up and down with `serve deploy` under load without a failed request, and
+# finally the router put under Serve autoscaling (min 1, max 2 replicas) and a Locust ramp that
+# must make the autoscaler add the second replica (seen in `serve status`) and, once the load
+# ends, remove it again.
 #
 #   make cluster-test            # or: bash scripts/cluster_test.sh
 #
 # Knobs (environment): LOCUSTFILE (loadtest/), USERS (4), SPREAD_LOAD_S (45),
-# SCALE_LOAD_S (240), LOCUST_EXTRA_ARGS (extra flags for locust, space-separated),
+# SCALE_LOAD_S (240), RAMP_USERS (6), RAMP_LOAD_S (240), LOCUST_EXTRA_ARGS (extra flags for locust, space-separated),
 # HEAD_PORT (6380), DASHBOARD_PORT (8266), HEAD_METRICS_PORT / WORKER_METRICS_PORT (18080/1).
 #
 # The exit trap runs `ray stop`, which stops EVERY Ray process on this host, not only this
@@ -27,6 +30,8 @@ LOCUSTFILE=${LOCUSTFILE:-loadtest/}
 USERS=${USERS:-4}
 SPREAD_LOAD_S=${SPREAD_LOAD_S:-45}
 SCALE_LOAD_S=${SCALE_LOAD_S:-240}
+RAMP_USERS=${RAMP_USERS:-6}
+RAMP_LOAD_S=${RAMP_LOAD_S:-240}
 HEAD_PORT=${HEAD_PORT:-6380}
 DASHBOARD_PORT=${DASHBOARD_PORT:-8266}
 HEAD_METRICS_PORT=${HEAD_METRICS_PORT:-18080}
@@ -70,11 +75,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts Locust headless in the background for $2 seconds, CSVs under $WORK/$1. Its pid is
-# kept so the exit trap can stop it; stop-timeout lets answers in flight at the end finish,
-# so they count instead of being cut off.
+# Starts Locust headless in the background for $2 seconds, CSVs under $WORK/$1, with $3 users
+# (default $USERS) spawned at $4 per second (default: all at once). Its pid is kept so the
+# exit trap can stop it; stop-timeout lets answers in flight at the end finish, so they count
+# instead of being cut off.
 start_locust() {
-    locust -f "$LOCUSTFILE" --headless --users "$USERS" --spawn-rate "$USERS" \
+    local users=${3:-$USERS}
+    locust -f "$LOCUSTFILE" --headless --users "$users" --spawn-rate "${4:-$users}" \
         --run-time "${2}s" --stop-timeout 120 --host "$APP_URL" --csv "$WORK/$1" \
         --only-summary "${LOCUST_EXTRA[@]}" > "$WORK/locust-$1.log" 2>&1 &
     locust_pid=$!
@@ -196,8 +203,42 @@ scale_under_load() {
     finish_locust scale
 }
 
+# The router under Serve's own autoscaling: a `deployments:` override (lightweight, nothing
+# restarts) with min 1 / max 2 replicas and a target of 1 ongoing request per replica, then a
+# Locust ramp (one more user every 10 s). A colm answer takes many seconds on CPU, so a few
+# users keep more than one request in the router and Serve must add the second replica.
+autoscale_under_ramp() {
+    local others=() name
+    for name in "${SPREAD_DEPLOYMENTS[@]}"; do
+        [[ $name == Router ]] || others+=(--deployment "$name")
+    done
+    check scaled-config --config "$CONFIG" --out "$WORK/autoscaling.yaml" --replicas 1 \
+        --deployment Router "${others[@]}" --autoscale Router --min-replicas 1 --max-replicas 2 \
+        --target-ongoing-requests 1 --upscale-delay-s 5 --downscale-delay-s 30
+
+    log "router autoscaling: min 1, max 2, target 1 ongoing request per replica"
+    serve deploy "$WORK/autoscaling.yaml" -a "$DASHBOARD"
+    check wait --dashboard "$DASHBOARD" --timeout 300 --expect Router=1
+    show_status autoscaling-idle
+
+    log "locust ramp: up to $RAMP_USERS users, one more every 10 s, for ${RAMP_LOAD_S}s"
+    start_locust ramp "$RAMP_LOAD_S" "$RAMP_USERS" 0.1
+    check autoscaled --dashboard "$DASHBOARD" --deployment Router --replicas 2 --timeout "$RAMP_LOAD_S"
+    show_status autoscaled-up
+    if ((SECONDS - locust_started >= RAMP_LOAD_S)); then
+        echo "the ramp ended before the scale-up was seen; raise RAMP_LOAD_S" >&2
+        return 1
+    fi
+    finish_locust ramp
+
+    log "load over: the autoscaler should return the router to 1 replica"
+    check autoscaled --dashboard "$DASHBOARD" --deployment Router --replicas 1 --timeout 300
+    show_status autoscaled-down
+}
+
 preflight
 start_cluster
 deploy_and_check_spread
 load_and_check_both_nodes_answer
 scale_under_load
+autoscale_under_ramp

@@ -7,15 +7,22 @@ import signal
 import subprocess
 
 
-def kill_orphaned_engines() -> None:
-    """vLLM engine processes of a killed replica are re-parented to init and keep ~2.5 GB each.
-
-    Replica-kill tests and `ray stop --force` leave them behind; on a 24 GB CI host a few of
-    them are enough to get the next app killed for memory.
-    """
+def orphaned_engines() -> list[int]:
+    """vLLM engine processes whose replica died without stopping them (re-parented to init)."""
     out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        pid, ppid, args = line.split(None, 2)
-        if ppid == "1" and args.startswith("VLLM::"):
-            subprocess.run(["pkill", "-KILL", "-P", pid], capture_output=True)
-            os.kill(int(pid), signal.SIGKILL)
+    rows = (line.split(None, 2) for line in out.splitlines())
+    return [int(row[0]) for row in rows if len(row) == 3 and row[1] == "1" and row[2].startswith("VLLM::")]
+
+
+def kill_orphaned_engines() -> None:
+    """Orphaned engines keep ~2.5 GB each; on a 24 GB CI host a few get the next app killed.
+
+    The replica's reaper stops them when a replica is killed; `ray stop --force` at the end of
+    a session can still leave some, as can a run interrupted before this code existed.
+    """
+    for pid in orphaned_engines():
+        subprocess.run(["pkill", "-KILL", "-P", str(pid)], capture_output=True)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, Callable
 
+from colm_serve.client_model import reaper
 from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
 from colm_serve.config import EngineConfig
 from colm_serve.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
@@ -64,7 +65,10 @@ class LLMEngine:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(config.kv_cache_space_gib))))
         logger.info("starting vLLM engine for %s", model)
         self._tokenizer = (tokenizer_factory or _default_tokenizer_factory)(model)
+        before = reaper.snapshot()
         self._engine = (engine_factory or _default_engine_factory)(config, model)
+        # A replica killed outright cannot shut its engine down; the watcher does it then.
+        self._reaper = reaper.start(before, reaper.snapshot())
         # Generations in progress, and those their caller abandoned (client gone, deadline).
         self._in_flight, self._aborted = 0, 0
 
@@ -175,3 +179,6 @@ class LLMEngine:
                 engine.shutdown()
             except Exception:  # at interpreter exit vLLM's modules may be gone already
                 logger.warning("vLLM engine shutdown failed", exc_info=True)
+        watcher = getattr(self, "_reaper", None)
+        if watcher is not None:
+            watcher.terminate()  # the engine is down; nothing is left for it to stop

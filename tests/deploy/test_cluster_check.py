@@ -201,6 +201,78 @@ def test_scaled_config_rejects_an_unknown_app(tmp_path: Path) -> None:
     assert "no application 'nope'" in result.stderr
 
 
+def test_scaled_config_puts_chosen_deployments_under_serve_autoscaling(tmp_path: Path) -> None:
+    out = tmp_path / "auto.yaml"
+    result = run("scaled-config", "--config", str(CLUSTER_CONFIG), "--out", str(out), "--replicas", "1",
+                 "--deployment", "Router", "--deployment", "proxy-local", "--autoscale", "Router",
+                 "--min-replicas", "1", "--max-replicas", "2", "--target-ongoing-requests", "1")
+    assert result.returncode == 0, result.stderr
+    colm = next(a for a in yaml.safe_load(out.read_text())["applications"] if a["name"] == "colm")
+    by_name = {d["name"]: d for d in colm["deployments"]}
+    assert by_name["proxy-local"] == {"name": "proxy-local", "num_replicas": 1}
+    assert by_name["Router"]["num_replicas"] == "auto"
+    assert by_name["Router"]["autoscaling_config"] == {
+        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1.0, "upscale_delay_s": 5, "downscale_delay_s": 30}
+    assert validate_serve_config(yaml.safe_load(out.read_text()))
+
+
+def router_state(status: str, trigger: str, target: int, running: int) -> str:
+    dep = deployment(target, running)
+    return applications(Router={**dep, "status": status, "status_trigger": trigger})
+
+
+def play(server: FakeServer, states: list[str], every_s: float) -> threading.Thread:
+    """Serves each state in turn for `every_s`, as Serve's REST API would over a scale-up."""
+    def run_states() -> None:
+        for state in states:
+            server.routes[APPS_PATH] = state
+            time.sleep(every_s)
+    server.routes[APPS_PATH] = states[0]
+    thread = threading.Thread(target=run_states, daemon=True)
+    thread.start()
+    return thread
+
+
+def autoscaled(server: FakeServer, states: list[str], replicas: int, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    play(server, states, every_s=0.3)
+    return run("autoscaled", "--dashboard", server.url, "--deployment", "Router", "--replicas", str(replicas),
+               "--timeout", str(timeout_s), "--interval", "0.1")
+
+
+def test_autoscaled_follows_an_autoscaler_scale_up(server: FakeServer) -> None:
+    result = autoscaled(server, [router_state("HEALTHY", "CONFIG_UPDATE_COMPLETED", 1, 1),
+                                 router_state("UPSCALING", "AUTOSCALING", 2, 1),
+                                 router_state("HEALTHY", "UPSCALE_COMPLETED", 2, 2)], replicas=2, timeout_s=20)
+    assert result.returncode == 0, result.stderr
+    assert "status UPSCALING, trigger AUTOSCALING, target 2, running 1" in result.stdout
+    assert "autoscaler brought colm/Router to 2 replica(s)" in result.stdout
+
+
+def test_autoscaled_does_not_credit_a_config_change(server: FakeServer) -> None:
+    result = autoscaled(server, [router_state("UPDATING", "CONFIG_UPDATE_STARTED", 2, 1),
+                                 router_state("HEALTHY", "CONFIG_UPDATE_COMPLETED", 2, 2)], replicas=2, timeout_s=1.5)
+    assert result.returncode == 1
+    assert "did not autoscale to 2 replicas" in result.stderr
+    assert "CONFIG_UPDATE_COMPLETED" in result.stderr
+
+
+def test_autoscaled_down_needs_a_downscale_not_the_earlier_upscale(server: FakeServer) -> None:
+    stale = autoscaled(server, [router_state("HEALTHY", "UPSCALE_COMPLETED", 2, 2),
+                                router_state("HEALTHY", "CONFIG_UPDATE_COMPLETED", 1, 1)], replicas=1, timeout_s=1.5)
+    assert stale.returncode == 1, stale.stdout
+    down = autoscaled(server, [router_state("DOWNSCALING", "AUTOSCALING", 1, 2),
+                               router_state("HEALTHY", "DOWNSCALE_COMPLETED", 1, 1)], replicas=1, timeout_s=10)
+    assert down.returncode == 0, down.stderr
+    assert "autoscaler brought colm/Router to 1 replica(s)" in down.stdout
+
+
+def test_autoscaled_names_a_missing_deployment(server: FakeServer) -> None:
+    server.routes[APPS_PATH] = applications(ClientModel=deployment(1, 1))
+    result = run("autoscaled", "--dashboard", server.url, "--deployment", "Router", "--replicas", "2", "--timeout", "1")
+    assert result.returncode == 1
+    assert "colm/Router not found" in result.stderr
+
+
 STATS_HEADER = "Type,Name,Request Count,Failure Count,Median Response Time\n"
 
 

@@ -80,17 +80,39 @@ class Server:
         self.httpd.server_close()
 
 
-def serve_applications(state: Path) -> str:
+def autoscaler(state: Path, seen: dict[str, int]) -> tuple[int, int, str, str]:
+    """(target, running, status, trigger) of a `num_replicas: auto` router, as Serve's
+    autoscaler would report it: idle at 1, up to 2 once the ramp's Locust starts, back to 1
+    once the script has recorded the scaled-up `serve status`. The first poll of each phase
+    sees the change in progress, the later ones see it completed."""
+    log = (state / "calls.log").read_text().splitlines()
+    ramp = max((i for i, c in enumerate(log) if c.startswith("locust")), default=-1)
+    ramp = ramp if sum(c.startswith("locust") for c in log) == 3 else len(log)
+    phase = "idle"
+    if ramp < len(log):
+        phase = "down" if any(c.startswith("serve status") for c in log[ramp:]) else "up"
+    seen[phase] = seen.get(phase, 0) + 1
+    settled = seen[phase] > 1
+    return {
+        "idle": (1, 1, "HEALTHY", "CONFIG_UPDATE_COMPLETED"),
+        "up": (2, 2, "HEALTHY", "UPSCALE_COMPLETED") if settled else (2, 1, "UPSCALING", "AUTOSCALING"),
+        "down": (1, 1, "HEALTHY", "DOWNSCALE_COMPLETED") if settled else (1, 2, "DOWNSCALING", "AUTOSCALING"),
+    }[phase]
+
+
+def serve_applications(state: Path, seen: dict[str, int]) -> str:
     """Serve's REST answer for whatever the fake `serve deploy` last deployed."""
     deployed = state / "deployed.yaml"
     if not deployed.exists():
         return json.dumps({"applications": {}})
     colm = next(a for a in yaml.safe_load(deployed.read_text())["applications"] if a["name"] == "colm")
     overrides = {d["name"]: d["num_replicas"] for d in colm.get("deployments", [])}
-    deployments = {name: overrides.get(name, 2) for name in DEPLOYMENTS} | {"ClientModel": 1}
-    return json.dumps({"applications": {"colm": {"status": "RUNNING", "deployments": {
-        name: {"status": "HEALTHY", "target_num_replicas": n, "replicas": [{"state": "RUNNING"}] * n}
-        for name, n in deployments.items()}}}})
+    deployments = {}
+    for name, n in ({name: overrides.get(name, 2) for name in DEPLOYMENTS} | {"ClientModel": 1}).items():
+        target, running, status, trigger = autoscaler(state, seen) if n == "auto" else (n, n, "HEALTHY", "")
+        deployments[name] = {"status": status, "status_trigger": trigger, "target_num_replicas": target,
+                             "replicas": [{"state": "RUNNING"}] * running}
+    return json.dumps({"applications": {"colm": {"status": "RUNNING", "deployments": deployments}}})
 
 
 def node_metrics(path: str) -> str | None:
@@ -112,7 +134,8 @@ def harness(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (state / "actors.json").write_text(json.dumps([
         {"name": f"SERVE_REPLICA::colm#{d}#{i}", "state": "ALIVE", "node_id": node}
         for d in DEPLOYMENTS for i, node in enumerate(("head0000000000", "worker00000000"))]))
-    servers = [Server(lambda p: serve_applications(state) if p == "/api/serve/applications/" else None),
+    seen: dict[str, int] = {}
+    servers = [Server(lambda p: serve_applications(state, seen) if p == "/api/serve/applications/" else None),
                Server(node_metrics), Server(node_metrics)]
     path = f"{bin_dir}:/usr/bin:/bin"
     assert shutil.which("ray", path=path) == str(bin_dir / "ray"), "a real ray must never be reachable here"
@@ -145,9 +168,10 @@ def test_script_runs_the_whole_scenario(harness: dict[str, Any]) -> None:
     assert "--address=127.0.0.1:6380" in starts[1] and "--num-cpus=1" in starts[1]
     deploys = [c for c in log if c.startswith("serve deploy")]
     assert deploys[0].startswith("serve deploy deploy/serve_config.cluster-test.yaml -a http://127.0.0.1:")
-    assert [c.split()[2].rsplit("/", 1)[-1] for c in deploys[1:]] == ["scaled-up.yaml", "scaled-down.yaml"]
+    assert [c.split()[2].rsplit("/", 1)[-1] for c in deploys[1:]] == ["scaled-up.yaml", "scaled-down.yaml", "autoscaling.yaml"]
     locusts = [c for c in log if c.startswith("locust")]
-    assert len(locusts) == 2
+    assert len(locusts) == 3
+    assert "--users 6 --spawn-rate 0.1" in locusts[2]
     assert all("-f loadtest/ --headless" in c and "--host http://127.0.0.1:8100" in c for c in locusts)
     assert log[-1] == "ray stop"
     assert "replicas on 2 nodes" in result.stdout
@@ -159,7 +183,10 @@ def test_script_runs_the_whole_scenario(harness: dict[str, Any]) -> None:
     for snapshot in snapshots[1:]:
         colm = next(a for a in yaml.safe_load(snapshot.read_text())["applications"] if a["name"] == "colm")
         sizes.append({d["name"]: d["num_replicas"] for d in colm["deployments"]})
-    assert sizes == [{"Router": 3, "proxy-local": 3}, {"Router": 1, "proxy-local": 1}]
+    assert sizes == [{"Router": 3, "proxy-local": 3}, {"Router": 1, "proxy-local": 1}, {"Router": "auto", "proxy-local": 1}]
+    # The autoscaler, not a config change, moved the router: up under the ramp, down after it.
+    assert "autoscaler brought colm/Router to 2 replica(s)" in result.stdout
+    assert "autoscaler brought colm/Router to 1 replica(s)" in result.stdout
 
 
 def test_failed_requests_fail_the_script_and_ray_still_stops(harness: dict[str, Any]) -> None:

@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.processes import orphaned_engines
 from tests.reliability.replicas import kill_replica, wait_for_new_replica
 
 pytestmark = pytest.mark.serve
 logger = logging.getLogger(__name__)
 
+REAPED_S = 20.0  # the reaper polls every second, then gives vLLM 5 s to exit on SIGTERM
 REQUEST_TIMEOUT_S = 240.0  # an in-flight request that has not answered by then has hung
 RECOVERY_S = 240.0
 ASK = [{"role": "user", "content": "Explain in a few sentences why the sky is blue."}]
@@ -72,6 +74,14 @@ def _recovered(url: str, body: dict) -> float:
     raise AssertionError(f"no successful request {RECOVERY_S:.0f} s after the kill; last: {last}")
 
 
+def _assert_engine_reaped() -> None:
+    """The killed replica's vLLM processes must not outlive it holding their memory."""
+    deadline = time.monotonic() + REAPED_S
+    while orphaned_engines() and time.monotonic() < deadline:
+        time.sleep(1)  # sync serve test waiting for the reaper
+    assert not orphaned_engines(), f"vLLM processes of the killed replica still run: {orphaned_engines()}"
+
+
 @pytest.mark.parametrize("deployment", ["ServerProxy-local", "ClientModel"])
 def test_a_killed_replica_fails_cleanly_and_is_replaced(app_url, ray_driver, deployment):
     bodies = IN_FLIGHT[deployment]
@@ -83,6 +93,8 @@ def test_a_killed_replica_fails_cleanly_and_is_replaced(app_url, ray_driver, dep
     logger.info("killed %s; in-flight outcomes: %s", killed, outcomes)
     for status, kind in outcomes:
         assert status == 200 or 500 <= status < 600, (status, kind)
+    if deployment == "ClientModel":
+        _assert_engine_reaped()
     wait_for_new_replica(deployment, killed=killed, timeout_s=RECOVERY_S)
     _recovered(app_url, PROBE[deployment])
     # The rest of the app kept serving throughout, and serves after.
