@@ -71,7 +71,7 @@ async def generate(args: GenerateArgs) -> GenerateReport:
         failures = await run_bounded(todo, job, concurrency=args.concurrency, desc=f"{args.bench} {name}",
                                      label=lambda q: f"question {str(q.question_id)[:40]}")
     finally:
-        store.finish()
+        store.finish(questions)
         await client.close()
     return GenerateReport(name=name, path=str(store.path), skipped=len(questions) - len(todo),
                           answered=len(todo) - len(failures), failed=len(failures))

@@ -36,8 +36,8 @@ class AnswerStore(ABC):
     def prepare(self, questions_file: Path | None) -> None:
         """Copy the question files beside the answers, so the official tools run in this folder."""
 
-    def finish(self) -> None:
-        """Called once the run is over (sorting, de-duplication)."""
+    def finish(self, questions: list[Question]) -> None:
+        """Called once the run is over (sorting, de-duplication); `questions` in their file's order."""
 
 
 def _copy_if_missing(src: Path, dst: Path) -> None:
@@ -58,7 +58,7 @@ class MtBenchStore(AnswerStore):
         _copy_if_missing(questions_file or data_file("mt_bench_questions.jsonl"), self.layout.question_file)
         _copy_if_missing(data_file("mt_bench_reference_gpt4.jsonl"), self.layout.reference_file)
 
-    def finish(self) -> None:
+    def finish(self, questions: list[Question]) -> None:
         if self.path.exists():
             fastchat.reorg_answers(self.path)
 
@@ -75,7 +75,7 @@ class ArenaHardStore(AnswerStore):
     def prepare(self, questions_file: Path | None) -> None:
         _copy_if_missing(questions_file or data_file("arena_hard_questions.jsonl"), self.layout.question_file)
 
-    def finish(self) -> None:
+    def finish(self, questions: list[Question]) -> None:
         """Sort by question id, last answer wins, as arena-hard's reorg_answer_file does."""
         if self.path.exists():
             by_id = {r["question_id"]: r for r in read_jsonl(self.path)}
@@ -97,6 +97,15 @@ class AlpacaEvalStore(AnswerStore):
         self._records.append(alpaca_eval.output_record(
             instruction=str(question.question_id), output=replies[-1].text, generator=self.name,
             dataset=question.raw.get("dataset")))
+        write_json_atomic(self.path, self._records)
+
+    def finish(self, questions: list[Question]) -> None:
+        """Answers arrive in completion order; the file lists them in the instructions' order, as
+        AlpacaEval's own outputs do. Instructions of an earlier run with another set go last."""
+        if not self._records:
+            return
+        order = {str(q.question_id): i for i, q in enumerate(questions)}
+        self._records.sort(key=lambda r: order.get(r["instruction"], len(order)))
         write_json_atomic(self.path, self._records)
 
 

@@ -164,3 +164,22 @@ def test_retry_delay_honours_retry_after_then_backs_off():
     assert retry_delay(_status_error(429, {"Retry-After": "4"}), 1, policy) == 4
     assert retry_delay(_status_error(429, {"Retry-After": "999"}), 1, policy) == 10
     assert [retry_delay(_status_error(503), n, policy) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3]
+
+
+def test_alpaca_eval_outputs_follow_the_instructions_order_not_completion_order(tmp_path: Path) -> None:
+    from clients.eval.client import Reply
+    from clients.eval.layout import Layout
+    from clients.eval.questions import Question
+    from clients.eval.stores import AlpacaEvalStore
+    from clients.eval.usage import AnswerUsage
+
+    questions = [Question(question_id=f"Write about topic {i}.", turns=[f"Write about topic {i}."]) for i in range(4)]
+    store = AlpacaEvalStore(Layout(tmp_path, "alpaca-eval"), "m")
+    for question in reversed(questions):  # concurrent answers land in whatever order they finish
+        reply = Reply(text=f"answer to {question.question_id}")
+        store.add(question, [reply], AnswerUsage.from_replies([reply], question_id=question.question_id, name="m",
+                                                               model="m", base_url="http://x"))
+    store.finish(questions)
+    outputs = alpaca_eval.validate_outputs(store.path)
+    assert list(outputs) == [q.question_id for q in questions]
+    assert outputs[questions[0].question_id]["output"] == "answer to Write about topic 0."
