@@ -49,6 +49,10 @@ def app_states(dashboard: str) -> dict[str, Any]:
     return get_json(f"{dashboard.rstrip('/')}/api/serve/applications/").get("applications") or {}
 
 
+def running_replicas(dep: dict[str, Any]) -> int:
+    return sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+
+
 def not_ready(apps: dict[str, Any], expect: dict[str, int]) -> list[str]:
     """Why the apps are not settled yet; empty when they are."""
     problems = []
@@ -56,7 +60,7 @@ def not_ready(apps: dict[str, Any], expect: dict[str, int]) -> list[str]:
         if app.get("status") != "RUNNING":
             problems.append(f"app {app_name} is {app.get('status')}: {app.get('message', '')[:200]}")
         for name, dep in (app.get("deployments") or {}).items():
-            running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+            running = running_replicas(dep)
             target = expect.get(name, dep.get("target_num_replicas"))
             if running != target or dep.get("target_num_replicas") != target:
                 problems.append(f"{app_name}/{name}: {running} running, target {dep.get('target_num_replicas')}, want {target}")
@@ -205,8 +209,7 @@ def deployment_state(apps: dict[str, Any], app_name: str, name: str) -> tuple[st
     dep = ((apps.get(app_name) or {}).get("deployments") or {}).get(name)
     if dep is None:
         raise CheckFailed(f"{app_name}/{name} not found")
-    running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
-    return dep.get("status", "?"), dep.get("status_trigger", "?"), dep.get("target_num_replicas") or 0, running
+    return dep.get("status", "?"), dep.get("status_trigger", "?"), dep.get("target_num_replicas") or 0, running_replicas(dep)
 
 
 def cmd_autoscaled(args: argparse.Namespace) -> None:

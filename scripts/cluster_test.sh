@@ -100,6 +100,15 @@ finish_locust() {
     check locust-ok --csv "$WORK/$1"
 }
 
+# Fails (message $2) when the Locust run started last, $1 seconds long, is over already: a
+# scaling step seen after the load stopped proves nothing about scaling under load.
+require_load_running() {
+    if ((SECONDS - locust_started >= $1)); then
+        echo "$2" >&2
+        return 1
+    fi
+}
+
 show_status() {
     serve status -a "$DASHBOARD" | tee "$WORK/serve-status-$1.yaml"
 }
@@ -196,10 +205,7 @@ scale_under_load() {
     check wait --dashboard "$DASHBOARD" --timeout 600 "${down[@]}"
     show_status scaled-down
 
-    if ((SECONDS - locust_started >= SCALE_LOAD_S)); then
-        echo "the load ended before scaling finished, so this proved nothing; raise SCALE_LOAD_S" >&2
-        return 1
-    fi
+    require_load_running "$SCALE_LOAD_S" "the load ended before scaling finished, so this proved nothing; raise SCALE_LOAD_S"
     finish_locust scale
 }
 
@@ -225,10 +231,7 @@ autoscale_under_ramp() {
     start_locust ramp "$RAMP_LOAD_S" "$RAMP_USERS" 0.1
     check autoscaled --dashboard "$DASHBOARD" --deployment Router --replicas 2 --timeout "$RAMP_LOAD_S"
     show_status autoscaled-up
-    if ((SECONDS - locust_started >= RAMP_LOAD_S)); then
-        echo "the ramp ended before the scale-up was seen; raise RAMP_LOAD_S" >&2
-        return 1
-    fi
+    require_load_running "$RAMP_LOAD_S" "the ramp ended before the scale-up was seen; raise RAMP_LOAD_S"
     finish_locust ramp
 
     log "load over: the autoscaler should return the router to 1 replica"

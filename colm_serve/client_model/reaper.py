@@ -14,6 +14,7 @@ itself and stops the watcher first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -41,16 +42,12 @@ def stop(targets: list[tuple[int, float]], grace_s: float = _GRACE_S) -> None:
     """SIGTERM first so vLLM can release what it holds, SIGKILL what is left after `grace_s`."""
     procs = _alive(targets)
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, left = psutil.wait_procs(procs, timeout=grace_s)
     for proc in left:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(left, timeout=grace_s)
 
 

@@ -86,11 +86,10 @@ def autoscaler(state: Path, seen: dict[str, int]) -> tuple[int, int, str, str]:
     once the script has recorded the scaled-up `serve status`. The first poll of each phase
     sees the change in progress, the later ones see it completed."""
     log = (state / "calls.log").read_text().splitlines()
-    ramp = max((i for i, c in enumerate(log) if c.startswith("locust")), default=-1)
-    ramp = ramp if sum(c.startswith("locust") for c in log) == 3 else len(log)
+    locusts = [i for i, c in enumerate(log) if c.startswith("locust")]
     phase = "idle"
-    if ramp < len(log):
-        phase = "down" if any(c.startswith("serve status") for c in log[ramp:]) else "up"
+    if len(locusts) == 3:  # spread, scale, ramp
+        phase = "down" if any(c.startswith("serve status") for c in log[locusts[2]:]) else "up"
     seen[phase] = seen.get(phase, 0) + 1
     settled = seen[phase] > 1
     return {
