@@ -1,7 +1,7 @@
 """Upstream calls and server tokens with coalescing + cache on versus off.
 
 Simulated client apps ask questions drawn with repeats (a few popular ones, a long tail)
-through one Gateway in front of the local upstream sim, in bursts, so identical calls
+through one ServerProxy in front of the local upstream sim, in bursts, so identical calls
 arrive both at once (coalescing) and later (cache); a share of calls sample (temperature
 0.7), so only coalescing can help those. The same workload runs twice in one
 invocation: mechanisms on, then off; it prints upstream calls and server tokens for each
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from colm_serve.config import ServerConfig
-from colm_serve.proxies import Gateway, UpstreamCall
+from colm_serve.server_proxy.proxy import ServerProxy
+from colm_serve.server_proxy.types import UpstreamCall
 from tests.upstream_sim import UpstreamSim
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "clients" / "eval" / "data" / "mt_bench_questions.jsonl"
@@ -64,7 +65,7 @@ def workload(questions: list[str], *, clients: int, requests: int, sampled: floa
     ]
 
 
-async def run_client(gateway: Gateway, name: str, asks: list[Ask], *, burst: int) -> int:
+async def run_client(proxy: ServerProxy, name: str, asks: list[Ask], *, burst: int) -> int:
     answered = 0
     for start in range(0, len(asks), burst):
         calls = [
@@ -73,22 +74,23 @@ async def run_client(gateway: Gateway, name: str, asks: list[Ask], *, burst: int
                          price_in_per_m=1.0, price_out_per_m=2.0)
             for a in asks[start:start + burst]
         ]
-        replies = await asyncio.gather(*(gateway.chat(c) for c in calls))
+        replies = await asyncio.gather(*(proxy.chat(c) for c in calls))
         answered += sum(1 for r in replies if r.text)
     return answered
 
 
 async def measure(sim: UpstreamSim, plan: list[list[Ask]], *, on: bool, burst: int) -> Outcome:
-    server = ServerConfig(name="sim", base_url=sim.url, max_concurrency=8, queue_limit=4096)
-    gateway = Gateway(server, coalesce=on, cache_max_entries=2048 if on else 0)
+    server = ServerConfig(name="sim", base_url=sim.url, max_concurrency=8, queue_limit=4096, coalesce=on,
+                          cache_max_entries=2048 if on else 0)
+    proxy = ServerProxy(server)
     started = time.monotonic()
     try:
         answered = await asyncio.gather(
-            *(run_client(gateway, f"app-{i}", qs, burst=burst) for i, qs in enumerate(plan))
+            *(run_client(proxy, f"app-{i}", qs, burst=burst) for i, qs in enumerate(plan))
         )
     finally:
-        await gateway.aclose()
-    stats = gateway.stats()
+        await proxy.aclose()
+    stats = proxy.stats()
     return Outcome("on" if on else "off", stats["upstream_calls"], stats["server_tokens"], stats["coalesced"],
                    stats["cache_hits"], sum(answered), time.monotonic() - started)
 

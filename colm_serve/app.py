@@ -11,12 +11,12 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from colm_serve.accounting.ledger import Ledger
+from colm_serve.api.ingress import RouterIngress
 from colm_serve.client_model.engine import LLMEngine
-from colm_serve.config import AppArgs, UpstreamArgs
-from colm_serve.proxies.deployment import ServerProxy
-from colm_serve.router.ingress import RouterService
-from colm_serve.router.ledger import Ledger
-from colm_serve.upstream.server import UpstreamService
+from colm_serve.config import AppArgs, StandInArgs
+from colm_serve.server_proxy.proxy import ServerProxy
+from colm_serve.stand_in.service import StandInService
 
 
 def build_app(raw_args: dict[str, Any]) -> Application:
@@ -27,22 +27,22 @@ def build_app(raw_args: dict[str, Any]) -> Application:
         cm.engine, default_max_tokens=cm.default_max_tokens
     )
     proxies = {
-        s.name: serve.deployment(ServerProxy, **s.deployment.serve_options(f"ServerProxy-{s.name}")).bind(s)
+        s.name: serve.deployment(ServerProxy, **s.deployment.serve_options(f"ServerProxy-{s.name}")).bind(s, metrics="ray")
         for s in args.servers
     }
     # One replica on purpose: every router replica shares its budgets and per-key counts.
     ledger = serve.deployment(Ledger, name="Ledger", num_replicas=1, ray_actor_options={"num_cpus": 0.01}).bind(
         args.budgets
     )
-    ingress = serve.deployment(serve.ingress()(RouterService), **args.router.deployment.serve_options("Router"))
+    ingress = serve.deployment(serve.ingress()(RouterIngress), **args.router.deployment.serve_options("Router"))
     return ingress.bind(args.model_dump(mode="json"), client, proxies, ledger)
 
 
-def build_upstream_app(raw_args: dict[str, Any]) -> Application:
+def build_stand_in_app(raw_args: dict[str, Any]) -> Application:
     """The embedded OpenAI-compatible server that stands in for cloud providers offline."""
-    args = UpstreamArgs.model_validate(raw_args)
-    engine = serve.deployment(LLMEngine, **args.deployment.serve_options("UpstreamEngine")).bind(
+    args = StandInArgs.model_validate(raw_args)
+    engine = serve.deployment(LLMEngine, **args.deployment.serve_options("StandInEngine")).bind(
         args.engine, default_max_tokens=args.default_max_tokens
     )
-    ingress = serve.deployment(serve.ingress()(UpstreamService), **args.ingress.serve_options("UpstreamIngress"))
+    ingress = serve.deployment(serve.ingress()(StandInService), **args.ingress.serve_options("StandIn"))
     return ingress.bind(args.model_dump(mode="json"), engine)

@@ -234,8 +234,8 @@ class AppArgs(Strict):
         return next(s for s in self.specialists if s.name == name)
 
 
-class UpstreamArgs(Strict):
-    """Arguments of `colm_serve.app:build_upstream_app`: the embedded OpenAI-compatible server."""
+class StandInArgs(Strict):
+    """Arguments of `colm_serve.app:build_stand_in_app`: the embedded OpenAI-compatible server."""
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     served_models: list[str] = Field(min_length=1, description="Model ids it answers to (aliases of one engine).")

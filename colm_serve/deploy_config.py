@@ -2,7 +2,7 @@
 
 A deploy config is only read for real when `serve deploy` builds the app on a cluster, which
 is late and far from the typo. This module checks it up front with the same models the app
-uses: Ray's own `ServeDeploySchema` for the outer shape, then `AppArgs` / `UpstreamArgs` for
+uses: Ray's own `ServeDeploySchema` for the outer shape, then `AppArgs` / `StandInArgs` for
 the arguments of our builders, then references between the applications (a server that points
 at the embedded upstream app must name a model that app serves).
 
@@ -20,10 +20,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
-from colm_serve.config import AppArgs, UpstreamArgs
+from colm_serve.config import AppArgs, StandInArgs
 
 APP_IMPORT_PATH = "colm_serve.app:build_app"
-UPSTREAM_IMPORT_PATH = "colm_serve.app:build_upstream_app"
+STAND_IN_IMPORT_PATH = "colm_serve.app:build_stand_in_app"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0"}
 
 
@@ -89,7 +89,7 @@ def _serve_configs(doc: Any, *, source: str) -> list[tuple[str, dict[str, Any]]]
 
 
 def _validate_app(app: ServeApplicationSchema, *, where: str) -> tuple[BaseModel | None, str]:
-    model = {APP_IMPORT_PATH: AppArgs, UPSTREAM_IMPORT_PATH: UpstreamArgs}.get(app.import_path)
+    model = {APP_IMPORT_PATH: AppArgs, STAND_IN_IMPORT_PATH: StandInArgs}.get(app.import_path)
     if model is None:
         return None, f"app {app.name}: {app.import_path} is not a colm_serve builder; Ray's schema only"
     try:
@@ -118,9 +118,9 @@ def _check_local_upstreams(schema: ServeDeploySchema, parsed: dict[str, BaseMode
             field = f"{source}: app {app_name!r}: args.servers.{server.name}.base_url"
             target = routes.get(url.path.removesuffix("/").removesuffix("/v1") or "/")
             upstream = parsed.get(target) if target else None
-            if not isinstance(upstream, UpstreamArgs):
+            if not isinstance(upstream, StandInArgs):
                 raise ValueError(f"{field}: {server.base_url} is this config's proxy, but no "
-                                 f"{UPSTREAM_IMPORT_PATH} app has that route prefix; routes: {sorted(routes)}")
+                                 f"{STAND_IN_IMPORT_PATH} app has that route prefix; routes: {sorted(routes)}")
             for spec in args.specialists:
                 if spec.server == server.name and spec.model not in upstream.served_models:
                     raise ValueError(f"{source}: app {app_name!r}: args.specialists.{spec.name}.model: "

@@ -106,6 +106,26 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def from_replica(exc: Exception) -> Exception:
+    """A deployment handle's failure as the caller should see it.
+
+    Ray wraps a replica's exception (RayTaskError): the domain error inside comes back out.
+    A replica that died mid-request (ActorDiedError, ActorUnavailableError: both
+    RayActorErrors, matched by name so this module needs no Ray) is being replaced by Serve,
+    so the caller gets a 503 it may retry.
+    """
+    inner = unwrap(exc)
+    if isinstance(inner, ColmError):
+        return inner
+    if any(cls.__name__ == "RayActorError" for cls in type(exc).__mro__):
+        return ServiceUnavailable(
+            f"a replica serving this request failed ({type(exc).__name__}); retry shortly",
+            code="replica_failed",
+            headers={"Retry-After": "10"},
+        )
+    return exc
+
+
 def as_colm_error(exc: BaseException) -> ColmError:
     exc = unwrap(exc)
     if isinstance(exc, ColmError):

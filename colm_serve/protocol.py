@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
@@ -15,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validat
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a client app's label (a configured name or a digest, never its key) and
+    its fair-share weight. The API layer finds it; every layer below only carries it."""
+
+    label: str
+    weight: float = 1.0
 
 
 # --- request -------------------------------------------------------------------------

@@ -15,8 +15,19 @@ from locust.event import Events
 from locust.runners import WorkerRunner
 
 from loadtest._colm_stats import StatsRecorder
-from loadtest._records import RequestRecord, report_html_path, requests_csv_path, stats_json_path, write_records
-from loadtest._settings import DEFAULT_MIX, LoadSettings, add_arguments, settings_from_options
+from loadtest._records import (
+    RequestRecord,
+    report_html_path,
+    requests_csv_path,
+    stats_json_path,
+    write_records,
+)
+from loadtest._settings import (
+    DEFAULT_MIX,
+    LoadSettings,
+    add_arguments,
+    settings_from_options,
+)
 
 logger = logging.getLogger("loadtest")
 _STATE_ATTR = "colm_run"
@@ -89,7 +100,9 @@ def on_quitting(environment: Environment, **_: Any) -> None:
         state.stats.stop()  # quitting mid-test (Ctrl-C, SIGTERM) comes before test_stop
         state.stats.save(stats_json_path(prefix), settings=state.settings.model_dump(exclude={"api_keys"}))
     if state.settings.write_report:
-        from loadtest.report import build_report  # matplotlib only when a report is asked for
+        from loadtest.report import (
+            build_report,  # matplotlib only when a report is asked for
+        )
 
         summary = build_report(prefix)
         logger.info("CoLM report: %s\n%s", report_html_path(prefix), summary)

@@ -12,7 +12,12 @@ import sys
 
 from loadtest import _report_data as data
 from loadtest import _report_plots as plots
-from loadtest._records import read_records, report_html_path, requests_csv_path, stats_json_path
+from loadtest._records import (
+    read_records,
+    report_html_path,
+    requests_csv_path,
+    stats_json_path,
+)
 from loadtest._report_html import render
 from loadtest._report_text import headline, summary_cells, summary_text, upstream_cells
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
 from colm_serve.config import AppArgs
 from colm_serve.errors import UpstreamError
-from colm_serve.proxies.types import UpstreamCall, UpstreamDelta, UpstreamReply
+from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamReply
 
 
 class FakeClient:

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.router.test_api import BAD_INPUT
+from tests.api.test_routes import BAD_INPUT
 
 pytestmark = pytest.mark.serve
 

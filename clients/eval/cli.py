@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from clients.eval.config import BENCHES, Endpoint, GenerateArgs, JudgeArgs, RetryPolicy, TableArgs
+from clients.eval.config import (
+    BENCHES,
+    Endpoint,
+    GenerateArgs,
+    JudgeArgs,
+    RetryPolicy,
+    TableArgs,
+)
 from clients.eval.formats.jsonio import FormatError
 from clients.eval.generate import generate
 from clients.eval.judging import judge

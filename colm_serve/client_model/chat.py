@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from colm_serve.client_model.types import GenerationRequest
 from colm_serve.errors import InvalidRequest
+from colm_serve.outcome import Finished
 from colm_serve.protocol import ChatCompletionRequest, Trace, Usage
-
-
-@dataclass
-class Finished:
-    """Ends a text stream: the finish reason (the usage is already on the trace)."""
-
-    reason: str | None
 
 
 def to_generation(req: ChatCompletionRequest, *, model_name: str, request_id: str, temperature: float = 0.7) -> GenerationRequest:

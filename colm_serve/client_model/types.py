@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Protocol
+
 from pydantic import BaseModel, Field
 
 
@@ -29,3 +32,11 @@ class GenerationDelta(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+
+
+class ClientLM(Protocol):
+    """The port callers use for a local model: the ClientModel deployment's handle, or a fake."""
+
+    async def generate(self, req: GenerationRequest) -> Generation: ...
+
+    def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...

@@ -13,14 +13,15 @@ import pytest
 import uvicorn
 
 from clients.chat import main
-from tests.router.test_api import _service
+from colm_serve.api.routes import create_api
+from tests.api.test_routes import _service
 
 
 @pytest.fixture(scope="module")
 def router_url() -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(_service().__serve_build_asgi_app__(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_api(_service()), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

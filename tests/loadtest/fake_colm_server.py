@@ -18,8 +18,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from colm_serve.protocol import (ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, Choice,
-                                 ChunkChoice, DeltaMessage, OpenAIUsage, ResponseMessage, Usage)
+from colm_serve.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChunkChoice,
+    DeltaMessage,
+    OpenAIUsage,
+    ResponseMessage,
+    Usage,
+)
 
 MODELS = ("colm", "colm-client", "server/qwen-math", "server/gpt-conv", "server/qwen-coder", "server/ds-creative")
 RATE_LIMITED_KEY = "sk-rate-limited"  # this key always gets a 429

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.loadtest.fake_colm_server import PLAIN_MODEL, RATE_LIMITED_KEY
 from loadtest._client import TurnError, make_client, run_turn
+from tests.loadtest.fake_colm_server import PLAIN_MODEL, RATE_LIMITED_KEY
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

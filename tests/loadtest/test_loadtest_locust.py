@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.loadtest.fake_colm_server import RATE_LIMITED_KEY
-from tests.loadtest.locust_run import (CUSTOM_METRICS, assert_not_blank, chromium_available, failure_rows, metric_counts,
-                        run_locust, screenshot, stats_rows)
+from tests.loadtest.locust_run import (
+    CUSTOM_METRICS,
+    assert_not_blank,
+    chromium_available,
+    failure_rows,
+    metric_counts,
+    run_locust,
+    screenshot,
+    stats_rows,
+)
 
 FAST = ["--think-min", "0.2", "--think-max", "0.6", "--stream-ratio", "0.5", "--max-tokens", "8",
         "--colm-stats-interval", "2"]

@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtest.locust_run import (CUSTOM_METRICS, assert_not_blank, chromium_available, failure_rows, metric_counts,
-                        run_locust, screenshot, stats_rows)
+from tests.loadtest.locust_run import (
+    CUSTOM_METRICS,
+    assert_not_blank,
+    chromium_available,
+    failure_rows,
+    metric_counts,
+    run_locust,
+    screenshot,
+    stats_rows,
+)
 
 LIGHT = ["--colm-mix", "colm=2,colm-client=1,server/gpt-conv=1", "--max-tokens", "32", "--colm-iterations", "0",
          "--think-min", "2", "--think-max", "4", "--stream-ratio", "0.5", "--max-turns", "2"]

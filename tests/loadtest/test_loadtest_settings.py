@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from loadtest._questions import PERSONAS, all_questions, persona_of_cluster, questions_for
+from loadtest._questions import (
+    PERSONAS,
+    all_questions,
+    persona_of_cluster,
+    questions_for,
+)
 from loadtest._settings import DEFAULT_MIX, LoadSettings, parse_mix
 
 

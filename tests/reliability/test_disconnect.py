@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from colm_serve.api.routes import create_api
 from colm_serve.client_model.types import GenerationDelta, GenerationRequest
-from colm_serve.protocol import ChatCompletionRequest
+from colm_serve.protocol import Caller, ChatCompletionRequest
 from tests.fakes import FakeClient, FakeUpstreams, app_args
 from tests.reliability.conftest import ServedApp, router_service
 
@@ -60,7 +61,7 @@ async def test_a_dropped_stream_stops_the_client_model(model):
     client = EndlessClient()
     service = router_service(app_args(), upstreams=FakeUpstreams(), client=client)
     body = {"model": model, "messages": QUESTION, "stream": True, "colm": {"selector": "all", "iterations": 0}}
-    with ServedApp(service.__serve_build_asgi_app__()) as app:
+    with ServedApp(create_api(service)) as app:
         got = await _read_then_drop(app.url, body, chunks=4)
         dropped = time.monotonic()
         assert await asyncio.to_thread(client.closed.wait, 5), "the generation went on after the client left"
@@ -76,7 +77,7 @@ async def test_cancelling_a_request_cancels_its_upstream_calls_and_starts_nothin
     req = ChatCompletionRequest.model_validate(
         {"model": "colm", "messages": QUESTION, "colm": {"selector": "all", "top_k": 3}}
     )
-    task = asyncio.create_task(service.chat(req, authorization=None))
+    task = asyncio.create_task(service.chat(req, caller=Caller("anonymous")))
     while not ups.calls:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)  # every selected specialist has been asked by now

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
+from colm_serve.client_model.handle import HandleClientLM
 from colm_serve.client_model.types import GenerationRequest
 from colm_serve.errors import ServiceUnavailable, UpstreamError
-from colm_serve.proxies import UpstreamCall
-from colm_serve.router.handles import HandleClientLM, HandleUpstreams
+from colm_serve.server_proxy.types import UpstreamCall
+from colm_serve.server_proxy.handle import HandleUpstreams
 
 REQ = GenerationRequest(messages=[{"role": "user", "content": "hi"}])
 CALL = UpstreamCall(server="local", model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=8)

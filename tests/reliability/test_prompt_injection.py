@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from colm_serve.router import prompts
+from colm_serve.collab import prompts
 from tests.fakes import FakeClient, FakeUpstreams, app_args
 from tests.reliability.conftest import asgi_client, router_service
 

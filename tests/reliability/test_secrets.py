@@ -1,7 +1,7 @@
 """Keys never leak: not into logs (DEBUG, every logger), response or error bodies, SSE
 streams, stats, traces, metric labels, or upstream requests.
 
-The router runs in-process with client API keys configured and real Gateways that talk
+The router runs in-process with client API keys configured and real ServerProxies that talk
 HTTP to the upstream sim, which demands its own key and (like some providers) echoes a
 wrong key back in its 401 message. The upstream keys are deliberately not key-shaped, so
 only exact redaction of our own keys can catch them, not the pattern for `sk-...`.
@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from colm_serve.api.auth import hash_key
 from colm_serve.config import ServerConfig
-from colm_serve.proxies import Gateway
-from colm_serve.router.auth import hash_key
+from colm_serve.server_proxy.proxy import ServerProxy
 from tests.fakes import FakeClient, app_args
-from tests.reliability.conftest import GatewayUpstreams, asgi_client, router_service
+from tests.reliability.conftest import ProxyUpstreams, asgi_client, router_service
 from tests.upstream_sim import Fault, UpstreamSim
 
 CLIENT_KEY = "sk-colm-app-9f8e7d6c5b4a3210SECRET"
@@ -66,15 +66,15 @@ def _servers(sim: UpstreamSim) -> list[dict]:
 
 
 @pytest.fixture
-async def upstreams(sim, keys_in_env) -> AsyncIterator[tuple[GatewayUpstreams, RecordingSink]]:
+async def upstreams(sim, keys_in_env) -> AsyncIterator[tuple[ProxyUpstreams, RecordingSink]]:
     sink = RecordingSink()
-    gateways = {s["name"]: Gateway(ServerConfig.model_validate(s), metrics=sink) for s in _servers(sim)}
-    ups = GatewayUpstreams(gateways)
+    proxies = {s["name"]: ServerProxy(ServerConfig.model_validate(s), metrics=sink) for s in _servers(sim)}
+    ups = ProxyUpstreams(proxies)
     yield ups, sink
     await ups.aclose()
 
 
-def _service(sim: UpstreamSim, ups: GatewayUpstreams, *, auth: bool = True):
+def _service(sim: UpstreamSim, ups: ProxyUpstreams, *, auth: bool = True):
     keys = {"keys": [{"name": APP, "key_sha256": hash_key(CLIENT_KEY), "weight": 1}]} if auth else {}
     args = app_args(servers=_servers(sim), auth=keys, selection={"strategy": "all", "top_k": 4})
     return router_service(args, upstreams=ups, client=FakeClient())

@@ -15,7 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from clients.eval.formats.jsonio import FormatError, read_jsonl, require, write_json_atomic
+from clients.eval.formats.jsonio import (
+    FormatError,
+    read_jsonl,
+    require,
+    write_json_atomic,
+)
 
 # The patterns of fastchat/llm_judge/common.py: "[[8]]", falling back to "[8]".
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")

@@ -13,7 +13,7 @@ from typing import Any
 from clients.eval.client import ChatClient
 from clients.eval.formats import fastchat
 from clients.eval.formats.jsonio import append_jsonl, read_jsonl
-from clients.eval.judging.common import Match, JudgeRun
+from clients.eval.judging.common import JudgeRun, Match
 from clients.eval.prompts import mt_bench_prompts
 from clients.eval.questions import NEED_REF_CATS, Question, data_file, load_jsonl_by_id
 

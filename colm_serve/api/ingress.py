@@ -1,0 +1,35 @@
+"""The Router deployment: the HTTP API over a RouterService wired to deployment handles.
+
+`app.build_app` deploys it with `serve.ingress()`, which calls `__serve_build_asgi_app__` on
+each replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from colm_serve.accounting.ledger import HandleLedger
+from colm_serve.api.auth import Authenticator
+from colm_serve.api.routes import create_api
+from colm_serve.client_model.handle import HandleClientLM
+from colm_serve.config import AppArgs
+from colm_serve.server_proxy.handle import HandleUpstreams
+from colm_serve.service import RouterService, logger
+
+
+class RouterIngress:
+    def __init__(self, args: AppArgs | dict, client_model: Any, proxies: dict[str, Any], ledger: Any) -> None:
+        args = AppArgs.model_validate(args)
+        servers = {s.name for s in args.servers}
+        if set(proxies) != servers:
+            raise ValueError(f"proxy handles {sorted(proxies)} do not match configured servers {sorted(servers)}")
+        self.service = RouterService(
+            args, upstreams=HandleUpstreams(proxies), client=HandleClientLM(client_model), ledger=HandleLedger(ledger)
+        )
+        if not Authenticator(args.auth).enabled:
+            logger.warning("no client API keys configured: /v1 accepts any caller (fine on 127.0.0.1, not beyond)")
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self.service)

@@ -1,0 +1,78 @@
+"""Pass-through streaming: turn SDK chunks into UpstreamDeltas and count what was spent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from colm_serve.deadline import Deadline
+from colm_serve.errors import UpstreamError
+from colm_serve.server_proxy.breaker import CircuitBreaker
+from colm_serve.server_proxy.limits import estimate_tokens
+from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta
+
+logger = logging.getLogger("colm_serve.server_proxy")
+
+
+@dataclass
+class OpenStream:
+    """A stream whose first chunk has arrived (so retries are over)."""
+
+    stream: Any  # openai.AsyncStream[ChatCompletionChunk]
+    chunks: AsyncIterator[Any]
+    first: Any | None
+
+
+@dataclass
+class StreamTally:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    pieces: int = 0
+    finish_reason: str | None = None
+    reported: bool = False
+
+    def take(self, chunk: Any) -> UpstreamDelta | None:
+        if chunk.usage is not None:
+            self.prompt_tokens = chunk.usage.prompt_tokens
+            self.completion_tokens = chunk.usage.completion_tokens
+            self.reported = True
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        self.finish_reason = choice.finish_reason or self.finish_reason
+        text = choice.delta.content if choice.delta else None
+        if not text:
+            return None
+        self.pieces += 1
+        return UpstreamDelta(text=text)
+
+    def settle(self, call: UpstreamCall) -> None:
+        """Servers that send no usage get an estimate, so cost and budgets still move."""
+        if not self.reported:
+            logger.warning("upstream %s sent no usage in its stream; estimating tokens", call.server)
+            self.prompt_tokens = estimate_tokens(call) - call.max_tokens
+            self.completion_tokens = self.pieces
+
+
+async def relay(
+    opened: OpenStream, *, tally: StreamTally, deadline: Deadline, breaker: CircuitBreaker
+) -> AsyncIterator[UpstreamDelta]:
+    """Yield the text pieces; the stream is closed however the consumer leaves."""
+    try:
+        chunk = opened.first
+        while chunk is not None:
+            delta = tally.take(chunk)
+            if delta is not None:
+                yield delta
+            chunk = await deadline.wait(anext(opened.chunks, None), "streaming from the upstream")
+    except openai.APIError as exc:
+        breaker.failure()
+        raise UpstreamError(
+            f"the upstream stream broke after it began ({type(exc).__name__})", code="upstream_stream_broken"
+        ) from None
+    finally:
+        await opened.stream.close()

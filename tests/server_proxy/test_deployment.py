@@ -1,0 +1,74 @@
+"""The ServerProxy as the app deploys it (config as a dict, Ray metrics by name) and the metrics sinks (no Ray started)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from colm_serve.server_proxy.proxy import ServerProxy
+from colm_serve.server_proxy.metrics import COUNTERS, GAUGES, PREFIX, RayMetricsSink
+from tests.server_proxy.conftest import make_call, server_config
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], float] = defaultdict(float)
+        self.gauges: dict[str, float] = {}
+
+    def count(self, name, value, *, tags):
+        self.counts[(name, tags["client"])] += value
+
+    def gauge(self, name, value, *, tags):
+        self.gauges[name] = value
+
+
+class FakeMetric:
+    def __init__(self, name, description="", tag_keys=None):
+        self.name, self.tag_keys, self.calls = name, tag_keys, []
+
+    def inc(self, value, tags=None):
+        self.calls.append(("inc", value, tags))
+
+    def set(self, value, tags=None):
+        self.calls.append(("set", value, tags))
+
+
+class FakeMetricsModule:
+    Counter = Gauge = FakeMetric
+
+
+async def test_server_proxy_takes_its_config_as_a_dict_and_counts_into_its_sink(sim) -> None:
+    sink = RecordingSink()
+    config = server_config(sim)
+    proxy = ServerProxy(config.model_dump(), metrics=sink)
+    reply = await proxy.chat(make_call("via proxy", client="app"))
+    deltas = [d async for d in proxy.chat_stream(make_call("via proxy stream", client="app"))]
+    stats = proxy.stats()
+    await proxy.check_health()
+    assert reply.text and "".join(d.text for d in deltas)
+    assert stats["upstream_calls"] == 2 and stats["keys"]["app"]["requests"] == 2
+    assert sink.counts[("upstream_calls", "app")] == 2 and sink.counts[("requests", "app")] == 2
+    assert sink.gauges["in_flight"] == 0 and sink.gauges["queue_depth"] == 0
+
+
+def test_ray_sink_tags_by_server_and_client_and_skips_zero() -> None:
+    sink = RayMetricsSink(module=FakeMetricsModule)
+    sink.count("cost_usd", 0.5, tags={"server": "s", "client": "c"})
+    sink.count("cost_usd", 0, tags={"server": "s", "client": "c"})
+    sink.gauge("breaker_state", 2, tags={"server": "s", "client": "_all"})
+    counter = sink._counters["cost_usd"]
+    assert counter.name == PREFIX + "cost_usd" and counter.tag_keys == ("server", "client")
+    assert counter.calls == [("inc", 0.5, {"server": "s", "client": "c"})]
+    assert sink._gauges["breaker_state"].calls == [("set", 2, {"server": "s", "client": "_all"})]
+    assert set(sink._counters) == set(COUNTERS) and set(sink._gauges) == set(GAUGES)
+
+
+def test_real_ray_sink_builds_without_starting_ray() -> None:
+    import ray
+
+    RayMetricsSink().count("requests", 1, tags={"server": "s", "client": "c"})
+    assert not ray.is_initialized()
+
+
+def test_server_proxy_takes_the_ray_sink_by_name(sim) -> None:
+    proxy = ServerProxy(server_config(sim).model_dump(), metrics="ray")
+    assert isinstance(proxy._stats._sink, RayMetricsSink)
