@@ -67,7 +67,7 @@ def render_trace(colm: dict[str, Any], console: Console) -> None:
     if colm.get("selection_fallback"):
         head += f"  (fallback: {colm['selection_fallback']})"
     if colm.get("degraded"):
-        head += f"\n[red]degraded:[/] {colm['degraded']}"
+        head += f"\n[red]degraded:[/] {'; '.join(colm['degraded'])}"
     console.print(Panel(head, title="CoLM trace"))
     for rnd in colm.get("rounds", []):
         for g in rnd.get("guidance", []):

@@ -66,14 +66,33 @@ class ChatMessage(StrictModel):
 
 
 class ColmOptions(StrictModel):
-    """Per-request collaboration options, sent by OpenAI clients as `extra_body={"colm": {...}}`."""
+    """Per-request collaboration options, sent by OpenAI clients as `extra_body={"colm": {...}}`.
 
-    top_k: int | None = Field(None, ge=1, description="How many specialists to consult.")
-    iterations: int | None = Field(None, ge=0, description="Refinement rounds after the first answer.")
+    Unset fields take the configured defaults; a field that the chosen strategy does not use is
+    a 400 naming it, so a typo or a misunderstanding never silently changes nothing.
+    """
+
+    strategy: str | None = Field(None, description="Collaboration strategy (see GET /v1/colm/strategies).")
+    top_k: int | None = Field(None, ge=1, description="How many specialists to consult (guide).")
+    iterations: int | None = Field(None, ge=0, description="Critique-and-revise rounds after the first answer (guide).")
     selector: str | None = Field(None, description="Selection strategy name (see GET /v1/colm/selectors).")
+    summary: Literal["client", "server", "none"] | None = Field(
+        None, description="Who merges the guidance notes (guide): the client model, the aggregator server, or nobody."
+    )
+    prefix_tokens: int | None = Field(None, ge=1, description="How many tokens of the answer the server writes (shepherd).")
+    threshold: float | None = Field(
+        None, le=0, description="Mean token log-probability at or above which the client's answer stands (cascade)."
+    )
+    escalate_to: Literal["guide", "shepherd"] | None = Field(None, description="What an unsure answer escalates to (cascade).")
     trace: bool = Field(False, description="Return the collaboration trace in the `colm` field.")
+    progress: bool = Field(True, description="Stream the collaboration's steps as `delta.reasoning_content`.")
     cache: bool = Field(True, description="Allow cached upstream answers for deterministic calls.")
     deadline_s: float | None = Field(None, gt=0, description="End-to-end deadline for this request.")
+    fill_server_caps: bool = Field(
+        False,
+        description="Benchmarks: every server step writes its whole output cap (vLLM `ignore_eos` upstream), the "
+        "worst case for CoLM's cost. Needs an upstream that accepts `ignore_eos`, such as vLLM or the stand-in.",
+    )
 
 
 class StreamOptions(StrictModel):
@@ -97,6 +116,9 @@ class ChatCompletionRequest(StrictModel):
     # Accepted because common SDKs send them by default; they do not change CoLM's behaviour.
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    # vLLM's extensions: honoured by the client model and passed through to `server/<name>`.
+    min_tokens: int | None = Field(None, ge=0, description="vLLM: write at least this many tokens.")
+    ignore_eos: bool | None = Field(None, description="vLLM: write until max_tokens.")
     colm: ColmOptions | None = None
 
     @field_validator("n")
@@ -136,13 +158,24 @@ class ChatCompletionRequest(StrictModel):
 
 
 class Usage(BaseModel):
-    """Token and cost accounting that adds up across steps, rounds and requests."""
+    """Token and cost accounting that adds up across steps, rounds and requests.
+
+    `server_cached_prompt_tokens` is the part of `server_prompt_tokens` a provider's prefix
+    cache served (billed at the cached price); `server_estimated_tokens` the part of the
+    server tokens we had to estimate (attempts that timed out or were abandoned, upstreams
+    that report no usage). The baseline is what the aggregator alone would have charged for
+    an answer of the same length; `saving_usd` is the baseline less the cost.
+    """
 
     server_prompt_tokens: int = 0
+    server_cached_prompt_tokens: int = 0
     server_completion_tokens: int = 0
+    server_estimated_tokens: int = 0
     client_prompt_tokens: int = 0
     client_completion_tokens: int = 0
     cost_usd: float = 0.0
+    baseline_cost_usd: float | None = None
+    saving_usd: float | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -155,13 +188,28 @@ class Usage(BaseModel):
         return self.client_prompt_tokens + self.client_completion_tokens
 
     def __add__(self, other: "Usage") -> "Usage":
+        def both(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else round((a or 0.0) + (b or 0.0), 10)
+
         return Usage(
             server_prompt_tokens=self.server_prompt_tokens + other.server_prompt_tokens,
+            server_cached_prompt_tokens=self.server_cached_prompt_tokens + other.server_cached_prompt_tokens,
             server_completion_tokens=self.server_completion_tokens + other.server_completion_tokens,
+            server_estimated_tokens=self.server_estimated_tokens + other.server_estimated_tokens,
             client_prompt_tokens=self.client_prompt_tokens + other.client_prompt_tokens,
             client_completion_tokens=self.client_completion_tokens + other.client_completion_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            baseline_cost_usd=both(self.baseline_cost_usd, other.baseline_cost_usd),
+            saving_usd=both(self.saving_usd, other.saving_usd),
         )
+
+
+class Decision(BaseModel):
+    """One choice a strategy made, and why: the trace's answer to "why did it do that?"."""
+
+    step: str
+    choice: str
+    why: str = ""
 
 
 class GuidanceTrace(BaseModel):
@@ -188,25 +236,38 @@ class RoundTrace(BaseModel):
 class Trace(BaseModel):
     """What the collaboration did, returned when the request asks for `colm.trace`."""
 
+    strategy: str = ""
     selector: str = ""
     selected: list[str] = Field(default_factory=list)
     selection_fallback: str | None = None
+    decisions: list[Decision] = Field(default_factory=list)
     rounds: list[RoundTrace] = Field(default_factory=list)
-    degraded: str | None = None
+    degraded: list[str] = Field(default_factory=list, description="Every reason the answer is degraded, in order.")
     usage: Usage = Field(default_factory=Usage)
     latency_s: dict[str, float] = Field(default_factory=dict)
 
     def add_latency(self, step: str, seconds: float) -> None:
         self.latency_s[step] = round(self.latency_s.get(step, 0.0) + seconds, 4)
 
+    def decide(self, step: str, choice: str, why: str = "") -> None:
+        self.decisions.append(Decision(step=step, choice=choice, why=why))
+
+    def degrade(self, reason: str) -> None:
+        self.degraded.append(reason)
+
 
 # --- response ------------------------------------------------------------------------
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
 
 
 class OpenAIUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class ResponseMessage(BaseModel):
@@ -233,6 +294,8 @@ class ChatCompletionResponse(BaseModel):
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    # The convention of vLLM and DeepSeek for a model's thinking; CoLM streams its steps here.
+    reasoning_content: str | None = None
 
 
 class ChunkChoice(BaseModel):

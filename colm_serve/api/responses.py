@@ -79,5 +79,6 @@ async def sse(model: str, events: AsyncIterator[str | Outcome], *, trace: bool |
 
 
 def headers(outcome: Outcome) -> dict[str, str]:
-    degraded = outcome.trace.degraded
-    return {"X-CoLM-Degraded": degraded.split(":")[0]} if degraded else {}
+    """X-CoLM-Degraded names every kind of degradation (`client_only, budget`), in order."""
+    kinds = dict.fromkeys(reason.split(":")[0] for reason in outcome.trace.degraded)
+    return {"X-CoLM-Degraded": ", ".join(kinds)} if kinds else {}

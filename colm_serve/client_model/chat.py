@@ -10,7 +10,14 @@ from colm_serve.outcome import Finished
 from colm_serve.protocol import ChatCompletionRequest, Trace, Usage
 
 
-def to_generation(req: ChatCompletionRequest, *, model_name: str, request_id: str, temperature: float = 0.7) -> GenerationRequest:
+def to_generation(
+    req: ChatCompletionRequest,
+    *,
+    model_name: str,
+    request_id: str,
+    temperature: float = 0.7,
+    structured: dict | None = None,
+) -> GenerationRequest:
     if any(m.has_image() for m in req.messages):
         raise InvalidRequest(f"{model_name} is a text-only model; it cannot take image parts", param="messages")
     return GenerationRequest(
@@ -21,6 +28,9 @@ def to_generation(req: ChatCompletionRequest, *, model_name: str, request_id: st
         stop=req.stop,
         seed=req.seed,
         request_id=request_id,
+        min_tokens=req.min_tokens or 0,
+        ignore_eos=bool(req.ignore_eos),
+        structured=structured,
     )
 
 

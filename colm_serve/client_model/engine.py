@@ -73,9 +73,7 @@ class LLMEngine:
         self._in_flight, self._aborted = 0, 0
 
     def _tokenize(self, req: GenerationRequest) -> tuple[list[int], int]:
-        ids = self._tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
+        ids = self._template(req.messages, continue_final=req.continue_final_message)
         limit = self._config.max_model_len
         room = limit - len(ids)
         if room <= 0:
@@ -90,16 +88,29 @@ class LLMEngine:
             )
         return list(ids), min(req.max_tokens or self._default_max_tokens, room)
 
+    def _template(self, messages: list[dict], *, continue_final: bool = False) -> list[int]:
+        """Token ids of the chat-templated prompt; `continue_final` leaves the last (assistant)
+        message open, so the model continues its text instead of starting a new turn."""
+        if continue_final and (not messages or messages[-1].get("role") != "assistant"):
+            raise InvalidRequest("continue_final_message needs an assistant message last", param="messages")
+        mode = {"continue_final_message": True, "add_generation_prompt": False} if continue_final else {"add_generation_prompt": True}
+        ids = self._tokenizer.apply_chat_template(messages, tokenize=True, **mode)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+
     def _sampling(self, req: GenerationRequest, max_tokens: int, delta: bool) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         return SamplingParams(
             max_tokens=max_tokens,
+            min_tokens=min(req.min_tokens, max_tokens),
+            ignore_eos=req.ignore_eos,
             temperature=req.temperature,
             top_p=req.top_p,
             stop=req.stop,
             seed=req.seed,
+            logprobs=0 if req.logprobs else None,  # 0: only the sampled token's log-probability
+            structured_outputs=StructuredOutputsParams(**req.structured) if req.structured else None,
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
         )
 
@@ -136,24 +147,28 @@ class LLMEngine:
             prompt_tokens=len(final.prompt_token_ids or []),
             completion_tokens=len(completion.token_ids),
             finish_reason=completion.finish_reason,
+            cached_prompt_tokens=final.num_cached_tokens or 0,
+            mean_logprob=_mean(completion.cumulative_logprob, len(completion.token_ids)) if req.logprobs else None,
         )
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        completion_tokens = 0
+        completion_tokens, logprob = 0, 0.0
         async with aclosing(self._run(req, delta=True)) as outputs:  # a dropped stream aborts at once
             async for out in outputs:
                 piece = out.outputs[0]
                 completion_tokens += len(piece.token_ids)
+                logprob += sum(_sampled_logprobs(piece)) if req.logprobs else 0.0
                 yield GenerationDelta(
                     text=piece.text,
                     prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
                     completion_tokens=completion_tokens if out.finished else 0,
                     finish_reason=piece.finish_reason if out.finished else None,
+                    cached_prompt_tokens=(out.num_cached_tokens or 0) if out.finished else 0,
+                    mean_logprob=_mean(logprob, completion_tokens) if req.logprobs and out.finished else None,
                 )
 
     async def count_tokens(self, messages: list[dict]) -> int:
-        ids = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+        return len(self._template(messages))
 
     def stats(self) -> dict[str, int]:
         """Counters for tests and operators: a dropped stream must show up as aborted."""
@@ -182,3 +197,17 @@ class LLMEngine:
         watcher = getattr(self, "_reaper", None)
         if watcher is not None:
             watcher.terminate()  # the engine is down; nothing is left for it to stop
+
+
+def _mean(total: float | None, count: int) -> float | None:
+    return None if total is None or count == 0 else round(total / count, 6)
+
+
+def _sampled_logprobs(piece: Any) -> list[float]:
+    """The sampled tokens' log-probabilities in one delta (vLLM gives a dict per position)."""
+    found = []
+    for token_id, position in zip(piece.token_ids, piece.logprobs or []):
+        entry = position.get(token_id) if position else None
+        if entry is not None:
+            found.append(entry.logprob)
+    return found

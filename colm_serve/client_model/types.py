@@ -1,9 +1,9 @@
-"""What callers send to and get back from a local vLLM engine deployment."""
+"""What callers send to and get back from a local vLLM engine deployment, and the port they use."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,15 @@ class GenerationRequest(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
     request_id: str | None = None
+    min_tokens: int = Field(0, ge=0, description="Write at least this many tokens before an end of sequence.")
+    ignore_eos: bool = Field(False, description="Write until max_tokens (benchmarks of worst-case lengths).")
+    continue_final_message: bool = Field(
+        False, description="The last message is an assistant message whose text the model continues."
+    )
+    logprobs: bool = Field(False, description="Report the completion's mean token log-probability.")
+    structured: dict[str, Any] | None = Field(
+        None, description="vLLM structured outputs: one of regex, choice, json (a schema), json_object, grammar."
+    )
 
 
 class Generation(BaseModel):
@@ -23,6 +32,8 @@ class Generation(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+    cached_prompt_tokens: int = Field(0, description="Prompt tokens served from the engine's prefix cache.")
+    mean_logprob: float | None = Field(None, description="Mean log-probability per completion token (logprobs asked).")
 
 
 class GenerationDelta(BaseModel):
@@ -32,6 +43,8 @@ class GenerationDelta(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    cached_prompt_tokens: int = 0
+    mean_logprob: float | None = None
 
 
 class ClientLM(Protocol):

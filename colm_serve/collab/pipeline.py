@@ -56,8 +56,8 @@ class Collaboration:
         else:
             guidance = GuidanceResult()
         if ctx.budget_note:
-            trace.degraded = (f"client_only: {ctx.budget_note}" if not affordable
-                              else f"budget: {ctx.budget_note}; consulted {affordable} of {k} specialists")
+            trace.degrade(f"client_only: {ctx.budget_note}" if not affordable
+                          else f"budget: {ctx.budget_note}; consulted {affordable} of {k} specialists")
         answer, finish, drafts = "", None, []
         for index in range(planned + 1):
             notes = await self._summary(conv, guidance, drafts, ctx, trace) if guidance.answers() else None
@@ -136,8 +136,8 @@ class Collaboration:
             # not a failure to paper over with the client model alone.
             raise max(result.refusals, key=lambda e: int(e.headers.get("Retry-After", "1")))
         if not result.answers():
-            trace.degraded = "client_only: no specialist answered; the client model answered alone"
-            logger.warning("[%s] %s", ctx.request_id, trace.degraded)
+            trace.degrade("client_only: no specialist answered; the client model answered alone")
+            logger.warning("[%s] %s", ctx.request_id, trace.degraded[-1])
         return result
 
     async def _summary(self, conv: Conversation, guidance: GuidanceResult, drafts: list[str], ctx: RequestContext, trace: Trace) -> str:
@@ -152,7 +152,7 @@ class Collaboration:
             notes = reply.text.strip()
         except Exception as exc:  # the guidance itself is still worth passing on
             notes = ""
-            trace.degraded = f"summary failed ({as_colm_error(exc).message}); guidance passed on unsummarized"
+            trace.degrade(f"summary failed ({as_colm_error(exc).message}); guidance passed on unsummarized")
         trace.add_latency("summary", time.time() - t)
         return notes or "\n\n".join(f"{name}: {text}" for name, text in guidance.answers().items())
 

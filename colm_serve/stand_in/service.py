@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import Field, model_validator
 
 from colm_serve.api import responses
 from colm_serve.client_model.chat import generate_text, to_generation
@@ -20,7 +21,61 @@ from colm_serve.client_model.types import ClientLM
 from colm_serve.config import StandInArgs
 from colm_serve.errors import NotFound, install_error_handlers
 from colm_serve.outcome import Outcome, primed, with_outcome
-from colm_serve.protocol import ChatCompletionRequest, ModelCard, ModelList, Trace
+from colm_serve.protocol import (
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+    StrictModel,
+    Trace,
+)
+
+
+class JsonSchema(StrictModel):
+    name: str = Field(min_length=1)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(StrictModel):
+    """OpenAI's `response_format`: free text, any JSON object, or JSON that fits a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format.json_schema is required with type json_schema")
+        return self
+
+
+class StandInRequest(ChatCompletionRequest):
+    """A chat request as vLLM's OpenAI server takes it: OpenAI's `response_format`, and vLLM's
+    `structured_outputs` ({"regex"|"choice"|"json"|"grammar": ...}) for constrained output."""
+
+    response_format: ResponseFormat | None = None
+    structured_outputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> "StandInRequest":
+        if self.structured_outputs is not None:
+            kinds = set(self.structured_outputs) & {"regex", "choice", "json", "grammar", "json_object"}
+            if len(kinds) != 1:
+                raise ValueError("structured_outputs takes exactly one of regex, choice, json, grammar, json_object")
+            if self.response_format is not None and self.response_format.type != "text":
+                raise ValueError("give response_format or structured_outputs, not both")
+        return self
+
+    def structured(self) -> dict[str, Any] | None:
+        if self.structured_outputs is not None:
+            return self.structured_outputs
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return {"json_object": True}
+        return {"json": fmt.json_schema.schema_}
 
 
 class StandInService:
@@ -37,7 +92,7 @@ class StandInService:
             return ModelList(data=[ModelCard(id=m, owned_by="local") for m in self._args.served_models])
 
         @app.post("/v1/chat/completions")
-        async def chat(body: ChatCompletionRequest):
+        async def chat(body: StandInRequest):
             if body.model not in self._args.served_models:
                 raise NotFound(
                     f"The model {body.model!r} does not exist. Available models: {', '.join(self._args.served_models)}",
@@ -53,8 +108,8 @@ class StandInService:
 
         return app
 
-    async def events(self, body: ChatCompletionRequest) -> AsyncIterator[str | Outcome]:
-        gen = to_generation(body, model_name=body.model, request_id=uuid.uuid4().hex)
+    async def events(self, body: StandInRequest) -> AsyncIterator[str | Outcome]:
+        gen = to_generation(body, model_name=body.model, request_id=uuid.uuid4().hex, structured=body.structured())
         if gen.max_tokens is None:
             gen.max_tokens = self._args.default_max_tokens
         trace = Trace()

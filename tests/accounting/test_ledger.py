@@ -94,5 +94,5 @@ async def test_degraded_collaboration_is_reported_in_the_trace():
                                                              "colm": {"trace": True}})
     body = resp.json()
     assert resp.status_code == 200 and body["choices"][0]["message"]["content"]
-    assert body["colm"]["degraded"].startswith("client_only: server_tokens_per_day")
+    assert body["colm"]["degraded"][0].startswith("client_only: server_tokens_per_day")
     assert body["colm"]["usage"]["server_tokens"] == 0 and resp.headers["X-CoLM-Degraded"] == "client_only"

@@ -90,14 +90,14 @@ async def test_failed_specialist_is_replaced_by_the_next_best():
     by_name = {g.specialist: g for g in out.trace.rounds[0].guidance}
     assert by_name["math"].error and by_name["math"].replaced_by == "conv"
     assert by_name["conv"].text and by_name["code"].text
-    assert out.trace.degraded is None
+    assert out.trace.degraded == []
 
 
 async def test_every_server_failing_degrades_to_the_client_alone():
     ups = FakeUpstreams(reply=routed("math, code"), fail={"MATH", "CODE", "CONV", "EYE"})
     collab, _, client = build(upstreams=ups)
     out = await collab.run(request(iterations=0), RequestContext())
-    assert out.trace.degraded.startswith("client_only")
+    assert out.trace.degraded[0].startswith("client_only")
     assert out.answer.startswith("answer to:")
     assert out.trace.rounds[0].summary is None
     assert "<data" not in client.requests[0].messages[-1]["content"]
