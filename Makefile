@@ -10,7 +10,11 @@ EXTRA := $(if $(HAS_GPU),gpu,cpu)
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints-cpu.txt)
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: setup serve test test-fast models browser chaos cluster-test bench clean
+OFFICIAL := $(VENV)/official
+OFFICIAL_DIR := tests/eval/official
+OFFICIAL_STAMP := $(OFFICIAL)/.installed
+
+.PHONY: setup serve test test-fast models browser tmux redis chaos kill-loop cluster-test bench clean official-tools eval-demo
 
 setup: $(STAMP) models
 
@@ -36,10 +40,36 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report screenshot test will be skipped"; }
 
-test: setup browser
+# The benchmarks' official tools (FastChat's llm_judge, AlpacaEval) in an environment of their own,
+# pinned by $(OFFICIAL_DIR)/constraints.txt, so their dependencies never touch the app's; the eval
+# tests run them as a subprocess over the files colm-eval writes ($(OFFICIAL_DIR)/README.md).
+official-tools: $(OFFICIAL_STAMP)
+
+$(OFFICIAL_STAMP): $(OFFICIAL_DIR)/requirements.txt $(OFFICIAL_DIR)/requirements-no-deps.txt $(OFFICIAL_DIR)/constraints.txt
+	test -x $(OFFICIAL)/bin/python || $(PYTHON) -m venv $(OFFICIAL)
+	$(OFFICIAL)/bin/python -m pip install --quiet --upgrade pip
+	$(OFFICIAL)/bin/python -m pip install --quiet -c $(OFFICIAL_DIR)/constraints.txt -r $(OFFICIAL_DIR)/requirements.txt
+	$(OFFICIAL)/bin/python -m pip install --quiet --no-deps -r $(OFFICIAL_DIR)/requirements-no-deps.txt
+	$(OFFICIAL)/bin/python -c "import alpaca_eval.main, fastchat.llm_judge.show_result; print('official tools ok')"
+	touch $@
+
+# redis-server for the Redis ledger-store tests (Debian package, root only); they start a private one
+# on a free port. Without it they skip, but fail under CI (CI=true make test).
+redis:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || \
+	  echo "redis-server not installed: the Redis ledger-store tests will be skipped (they fail under CI)"; }
+
+# tmux for the terminal test of colm-chat (Debian package, root only); under CI that test fails without it.
+tmux:
+	@command -v tmux >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) || \
+	  echo "tmux not installed: the colm-chat terminal test will be skipped (it fails under CI)"; }
+
+test: setup browser tmux redis official-tools
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup tmux redis official-tools
 	$(BIN)/python -m pytest -m "not serve"
 
 bench: setup
@@ -52,6 +82,16 @@ cluster-test: setup
 # Load with replica kills against a running app (`make serve` in another shell); prints lost requests.
 chaos: setup
 	$(BIN)/python scripts/chaos.py
+
+# Kills the ClientModel replica of a running app 5 times; fails if any engine process outlives it.
+kill-loop: setup
+	$(BIN)/python -m scripts.kill_loop
+
+# The evaluation loop, offline, against a running app (`make serve` in another shell): a few MT-Bench
+# questions for every `colm` strategy, colm-client and server/gpt-conv, judged by the embedded stand-in;
+# prints the quality/cost table and writes eval_out/demo/ (answers, judgments, table.csv, the plot).
+eval-demo: setup
+	$(BIN)/colm-eval demo --out-dir eval_out/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -34,17 +34,27 @@ class DeploymentOptions(Strict):
     autoscaling: AutoscalingOptions | None = None
     num_cpus: float = Field(0.1, ge=0, description="Logical CPUs per replica (fractional on small hosts).")
     num_gpus: float = Field(0, ge=0)
-    max_ongoing_requests: int = Field(64, ge=1)
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        description="Leave unset: it is derived from the fair queues the deployment serves (AppArgs.serve_limits). "
+        "A value below that is refused, since Serve's first-come queue would then hold requests no fair queue sees.",
+    )
     health_check_period_s: float | None = Field(None, gt=0)
     health_check_timeout_s: float | None = Field(None, gt=0)
     graceful_shutdown_timeout_s: float | None = Field(None, ge=0)
     max_restarts: int | None = Field(None, ge=-1, description="Ray actor restarts (None: Serve's default).")
 
-    def serve_options(self, name: str) -> dict[str, Any]:
+    def serve_options(self, name: str, limits: "ServeLimits") -> dict[str, Any]:
         actor: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.num_gpus:
             actor["num_gpus"] = self.num_gpus
-        opts: dict[str, Any] = {"name": name, "ray_actor_options": actor, "max_ongoing_requests": self.max_ongoing_requests}
+        opts: dict[str, Any] = {
+            "name": name,
+            "ray_actor_options": actor,
+            "max_ongoing_requests": self.max_ongoing_requests or limits.ongoing,
+            "max_queued_requests": limits.queued,
+        }
         if self.autoscaling:
             opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
         else:
@@ -53,6 +63,16 @@ class DeploymentOptions(Strict):
             if getattr(self, key) is not None:
                 opts[key] = getattr(self, key)
         return opts
+
+
+REFUSAL_ROOM = 32  # calls that reach a full fair queue only to be refused (429) at once
+
+
+class ServeLimits(Strict):
+    """What Serve lets through to one replica (`ongoing`) and holds at each caller (`queued`)."""
+
+    ongoing: int = Field(ge=1)
+    queued: int = Field(REFUSAL_ROOM, ge=-1)
 
 
 class EngineConfig(Strict):
@@ -88,6 +108,12 @@ class ClientModelConfig(Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=0.5))
     default_max_tokens: int = Field(512, ge=1)
+    queue_limit: int = Field(
+        256, ge=1, description="Generations waiting for one of the engine's max_num_seqs slots, beyond which: 429."
+    )
+
+    def capacity(self) -> int:
+        return self.engine.max_num_seqs + self.queue_limit
 
 
 class RetryPolicy(Strict):
@@ -121,6 +147,10 @@ class ServerConfig(Strict):
     cache_max_entries: int = Field(2048, ge=0, description="Response cache size; 0 turns the cache off.")
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
+    def capacity(self) -> int:
+        """Calls its proxy holds at once: in flight upstream, plus waiting in its fair queue."""
+        return self.max_concurrency + self.queue_limit
+
     def api_key(self) -> str:
         if not self.api_key_env:
             return "EMPTY"
@@ -137,15 +167,22 @@ class SpecialistConfig(Strict):
     model: str = Field(description="Model id at that server.")
     system_prompt: str = ""
     price_in_per_m: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    price_cached_in_per_m: float | None = Field(
+        None, ge=0, description="USD per 1M prompt tokens served from the provider's prefix cache (default: price_in_per_m)."
+    )
     price_out_per_m: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
     vision: bool = Field(False, description="Accepts image content parts.")
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0) -> float:
+        cached_price = self.price_in_per_m if self.price_cached_in_per_m is None else self.price_cached_in_per_m
+        fresh = prompt_tokens - cached_prompt_tokens
+        return (fresh * self.price_in_per_m + cached_prompt_tokens * cached_price + completion_tokens * self.price_out_per_m) / 1e6
 
 
 class SelectionConfig(Strict):
-    strategy: str = Field("llm", description="Default selector: llm, embedding or all.")
+    strategy: str = Field(
+        "embedding", description="Default selector: embedding (local, free), llm (one server call) or all."
+    )
     top_k: int = Field(2, ge=1)
     selector_specialist: str | None = Field(None, description="Who picks for the llm selector (default: aggregator).")
     fallback: list[str] = Field(default_factory=list, description="Used when selection fails (default: first top_k).")
@@ -154,24 +191,56 @@ class SelectionConfig(Strict):
 
 
 class GuidanceConfig(Strict):
-    max_tokens: int = Field(128, ge=1, description="Per-specialist budget: servers write guidance, not answers.")
+    max_tokens: int = Field(64, ge=1, description="Per-specialist budget: servers write terse notes, not answers.")
     temperature: float = Field(0.0, ge=0, le=2)
     quorum: int | None = Field(None, ge=1, description="Go on after the first k guidance answers.")
     deadline_s: float | None = Field(None, gt=0, description="With a quorum: how long to wait for stragglers.")
 
 
 class RefinementConfig(Strict):
-    iterations: int = Field(1, ge=0, description="Refinement rounds after the first answer.")
+    iterations: int = Field(1, ge=0, description="Critique-and-revise rounds after the first answer (guide).")
     max_iterations: int = Field(4, ge=0)
-    stop_change: float = Field(0.1, ge=0, le=1, description="Stop early when 1 - similarity falls below this.")
-    summary_max_tokens: int = Field(160, ge=1)
+    stop_change: float = Field(
+        0.1, ge=0, le=1, description="No further critique is bought once a revision changes less than this (1 - similarity)."
+    )
+    critique_max_tokens: int = Field(48, ge=1, description="One server's critique of a draft: a short list of fixes.")
+    summary_max_tokens: int = Field(128, ge=1, description="The merged notes, on the client model or the aggregator.")
     client_max_tokens: int = Field(384, ge=1)
     client_temperature: float = Field(0.2, ge=0, le=2)
 
 
+class ShepherdConfig(Strict):
+    prefix_tokens: int = Field(64, ge=1, description="How many tokens of the answer the best specialist writes.")
+
+
+class CascadeConfig(Strict):
+    threshold: float = Field(
+        -1.0,
+        le=0,
+        description="The client's answer stands when its mean token log-probability is at least this; "
+        "below it the request escalates.",
+    )
+    escalate_to: Literal["guide", "shepherd"] = "shepherd"
+    attach_draft: bool = Field(True, description="Show the escalated servers the client's unsure draft.")
+
+
+class CollaborationConfig(Strict):
+    strategy: str = Field("guide", description="Strategy of `colm` when the request names none (GET /v1/colm/strategies).")
+    summary: Literal["client", "server", "none"] = Field(
+        "client", description="guide: who merges the guidance notes. `server` (the aggregator) costs server tokens."
+    )
+    shepherd: ShepherdConfig = Field(default_factory=ShepherdConfig)
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+
+
 class AuthConfig(Strict):
-    keys_file: Path | None = Field(None, description="YAML/JSON: [{name, key_sha256, weight}], hashed at rest.")
+    keys_file: Path | None = Field(None, description="YAML/JSON: [{name, key_sha256, weight, admin}], hashed at rest.")
     keys: list["ApiKey"] = Field(default_factory=list)
+    anonymous_labels: int = Field(
+        64, ge=1, le=4096,
+        description="Without keys, callers that send a bearer token share this many labels (by digest), so "
+        "unknown callers cannot grow stats, budgets and metric labels without bound.",
+    )
 
     def enabled(self) -> bool:
         return bool(self.keys or self.keys_file)
@@ -180,7 +249,8 @@ class AuthConfig(Strict):
 class ApiKey(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Label used in stats and logs (never the key).")
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    weight: float = Field(1.0, gt=0, description="Fair-share weight at the server proxies.")
+    weight: float = Field(1.0, gt=0, description="Fair-share weight at the server proxies and the client model.")
+    admin: bool = Field(False, description="May read every key's row in /v1/colm/stats (others see only their own).")
 
 
 class BudgetConfig(Strict):
@@ -190,25 +260,59 @@ class BudgetConfig(Strict):
     on_exceed: Literal["refuse", "degrade"] = "refuse"
 
 
+class AccountingConfig(Strict):
+    """Where the budget ledger keeps its counters, shared by every router replica."""
+
+    store: Literal["memory", "sqlite", "redis"] = Field(
+        "sqlite", description="memory: one process (tests); sqlite: one node, replicas share the file; redis: a cluster.")
+    path: Path = Field(Path.home() / ".cache" / "colm" / "ledger.sqlite3",
+                       description="The sqlite file (parent directories are created).")
+    url: str | None = Field(None, description="Redis URL, e.g. redis://host:6379/0.")
+    url_env: str | None = Field(None, description="Environment variable holding the Redis URL (keeps passwords out of the config).")
+    key_prefix: str = Field("colm", min_length=1, description="Prefix of every Redis key; apps sharing a Redis keep apart by it.")
+
+    @model_validator(mode="after")
+    def _check_redis_url(self) -> AccountingConfig:
+        if self.store == "redis" and not (self.url or self.url_env):
+            raise ValueError("accounting: the redis store needs `url` or `url_env`")
+        return self
+
+    def redis_url(self) -> str:
+        if self.url:
+            return self.url
+        url = os.environ.get(self.url_env or "")
+        if not url:
+            raise ValueError(f"accounting.url_env: environment variable {self.url_env} is not set")
+        return url
+
+
 class RouterConfig(Strict):
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
     request_timeout_s: float = Field(300.0, gt=0, description="Default end-to-end deadline.")
+    keepalive_s: float = Field(
+        5.0, gt=0, description="SSE keep-alive comment interval while a stream is idle (proxies close idle streams)."
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
 
 
 class AppArgs(Strict):
     """Arguments of `colm_serve.app:build_app`."""
 
-    client_model: ClientModelConfig = Field(default_factory=ClientModelConfig)
+    client_model: ClientModelConfig | None = Field(
+        default_factory=ClientModelConfig,
+        description="The local client model; null makes a gateway-only app (server/<name> pass-through only).",
+    )
     servers: list[ServerConfig] = Field(min_length=1)
     specialists: list[SpecialistConfig] = Field(min_length=1)
     aggregator: str = Field(description="Specialist that summarizes guidance and answers the baseline.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    collaboration: CollaborationConfig = Field(default_factory=CollaborationConfig)
     guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
     router: RouterConfig = Field(default_factory=RouterConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> "AppArgs":
@@ -228,10 +332,36 @@ class AppArgs(Strict):
             raise ValueError(f"selection.top_k: {self.selection.top_k} is more than the {len(names)} specialists")
         if self.refinement.iterations > self.refinement.max_iterations:
             raise ValueError("refinement.iterations: above refinement.max_iterations")
+        limits = self.serve_limits()
+        for name, (path, options) in self._deployments().items():
+            if options.max_ongoing_requests is not None and options.max_ongoing_requests < limits[name].ongoing:
+                raise ValueError(
+                    f"{path}.max_ongoing_requests: {options.max_ongoing_requests} is below the {limits[name].ongoing} "
+                    f"its fair queues may hold; past it Serve's first-come queue would hold requests no fair queue "
+                    f"sees. Leave it unset to derive it, or lower max_concurrency / queue_limit."
+                )
         return self
 
     def specialist(self, name: str) -> SpecialistConfig:
         return next(s for s in self.specialists if s.name == name)
+
+    def serve_limits(self) -> dict[str, ServeLimits]:
+        """Serve's limits, derived from the fair queues so none of Serve's first-come queues
+        fills before them: a ServerProxy or the ClientModel takes everything its fair queue may
+        hold (and a little more, to refuse it with a 429); the router takes everything all of
+        them may hold, since each of its requests waits in one of them."""
+        limits = {f"ServerProxy-{s.name}": ServeLimits(ongoing=s.capacity() + REFUSAL_ROOM) for s in self.servers}
+        if self.client_model:
+            limits["ClientModel"] = ServeLimits(ongoing=self.client_model.capacity() + REFUSAL_ROOM)
+        limits["Router"] = ServeLimits(ongoing=sum(lim.ongoing for lim in limits.values()) + REFUSAL_ROOM)
+        return limits
+
+    def _deployments(self) -> dict[str, tuple[str, DeploymentOptions]]:
+        found = {f"ServerProxy-{s.name}": (f"servers.{s.name}.deployment", s.deployment) for s in self.servers}
+        found["Router"] = ("router.deployment", self.router.deployment)
+        if self.client_model:
+            found["ClientModel"] = ("client_model.deployment", self.client_model.deployment)
+        return found
 
 
 class StandInArgs(Strict):
@@ -242,6 +372,11 @@ class StandInArgs(Strict):
     deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=0.5))
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
     default_max_tokens: int = Field(256, ge=1)
+    queue_limit: int = Field(256, ge=1, description="Generations waiting for one of the engine's slots, beyond which: 429.")
+
+    def serve_limits(self) -> dict[str, ServeLimits]:
+        engine = ServeLimits(ongoing=self.engine.max_num_seqs + self.queue_limit + REFUSAL_ROOM)
+        return {"StandInEngine": engine, "StandIn": ServeLimits(ongoing=engine.ongoing + REFUSAL_ROOM)}
 
 
 def _unique(field: str, names: list[str]) -> None:

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from colm_serve.protocol import Usage
+
 logger = logging.getLogger("colm_serve")
 
 
@@ -30,22 +32,26 @@ class ColmError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        billed: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.billed = billed  # upstream spend the failed work had already caused
 
     def __reduce__(self):
-        return (_rebuild, (type(self), self.message, self.param, self.code, self.headers))
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.headers, self.billed))
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def _rebuild(cls, message, param, code, headers):
-    return cls(message, param=param, code=code, headers=headers)
+def _rebuild(cls, message, param, code, headers, billed=None):
+    err = cls(message, param=param, code=code, headers=headers)
+    err.billed = billed
+    return err
 
 
 class InvalidRequest(ColmError):
@@ -112,12 +118,15 @@ def from_replica(exc: Exception) -> Exception:
     Ray wraps a replica's exception (RayTaskError): the domain error inside comes back out.
     A replica that died mid-request (ActorDiedError, ActorUnavailableError: both
     RayActorErrors, matched by name so this module needs no Ray) is being replaced by Serve,
-    so the caller gets a 503 it may retry.
+    so the caller gets a 503 it may retry; a full Serve queue (BackPressureError) is a 429.
     """
     inner = unwrap(exc)
     if isinstance(inner, ColmError):
         return inner
-    if any(cls.__name__ == "RayActorError" for cls in type(exc).__mro__):
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "BackPressureError" in names:  # Serve's queue at this caller is full: the deployment is saturated
+        return RateLimited("the service is saturated; retry shortly", retry_after_s=2, code="backpressure")
+    if "RayActorError" in names:
         return ServiceUnavailable(
             f"a replica serving this request failed ({type(exc).__name__}); retry shortly",
             code="replica_failed",

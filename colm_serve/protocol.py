@@ -25,6 +25,7 @@ class Caller:
 
     label: str
     weight: float = 1.0
+    admin: bool = False  # may read every key's stats
 
 
 # --- request -------------------------------------------------------------------------
@@ -228,6 +229,8 @@ class RoundTrace(BaseModel):
     index: int
     guidance: list[GuidanceTrace] = Field(default_factory=list)
     summary: str | None = None
+    prefix: str | None = Field(None, description="The opening of the answer a server wrote (shepherd).")
+    critique: str | None = Field(None, description="A server's fixes for the previous draft (guide).")
     answer: str = ""
     change: float | None = Field(None, description="1 - similarity to the previous answer.")
     stop_reason: str | None = None
@@ -320,6 +323,7 @@ class ModelCard(BaseModel):
     created: int = 0
     owned_by: str = "colm"
     description: str | None = None
+    max_model_len: int | None = None
 
 
 class ModelList(BaseModel):

@@ -1,9 +1,10 @@
 """RouterService: one chat request from a known caller to its answer.
 
-caller -> budget admission -> the collaboration (`colm`) or a baseline (`colm-client`,
-`server/<name>`) -> accounting. It returns the Outcome, or for a stream the events that end
-in one; the API layer maps either to HTTP. It is plain Python over injected ports, so tests
-drive it with fakes; `api.ingress.RouterIngress` wires it to deployment handles.
+caller -> the model's plan (a strategy for `colm`, a baseline otherwise) -> budget admission
+against the plan's bound -> the work -> accounting, whatever way the request ends. It returns
+the Outcome, or for a stream the events that end in one; the API layer maps either to HTTP.
+It is plain Python over injected ports, so tests drive it with fakes;
+`api.ingress.RouterIngress` wires it to deployment handles.
 """
 
 from __future__ import annotations
@@ -13,34 +14,38 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from colm_serve.accounting.ledger import Ledger
+from colm_serve import telemetry
+from colm_serve.accounting.ledger import Admission, Estimate, Ledger
 from colm_serve.accounting.stats import merge_stats
 from colm_serve.client_model.types import ClientLM
 from colm_serve.collab import baselines
 from colm_serve.collab.context import RequestContext
-from colm_serve.collab.estimate import estimate
-from colm_serve.collab.pipeline import Collaboration
+from colm_serve.collab.conversation import Conversation
+from colm_serve.collab.estimate import baseline_cost, server_alone
 from colm_serve.collab.selection import (
     SELECTORS,
     EmbeddingSelector,
     LLMSelector,
     Selector,
 )
+from colm_serve.collab.steps import Run, Steps
+from colm_serve.collab.strategies import Strategy, build_strategies
 from colm_serve.config import AppArgs
 from colm_serve.deadline import Deadline, within_deadline
-from colm_serve.errors import RateLimited
+from colm_serve.errors import InvalidRequest, RateLimited
 from colm_serve.outcome import Outcome, primed
 from colm_serve.protocol import Caller, ChatCompletionRequest, ModelCard, ModelList
 from colm_serve.server_proxy.types import Upstreams
 
 logger = logging.getLogger("colm_serve.service")
+BASELINE_OPTIONS = frozenset({"trace", "cache", "deadline_s", "progress"})
 
 
-def default_selectors(args: AppArgs, upstreams: Upstreams) -> dict[str, Selector]:
+def default_selectors(args: AppArgs) -> dict[str, Selector]:
     picker = args.specialist(args.selection.selector_specialist or args.aggregator)
     built: dict[str, Selector] = {
         "all": SELECTORS["all"](),
-        "llm": LLMSelector(upstreams=upstreams, picker=picker, max_tokens=args.selection.max_tokens),
+        "llm": LLMSelector(picker=picker, max_tokens=args.selection.max_tokens),
         "embedding": EmbeddingSelector(model=args.selection.embedding_model),
     }
     assert set(built) == set(SELECTORS), "every registered selector needs a constructor here"
@@ -53,16 +58,22 @@ class RouterService:
         args: AppArgs | dict,
         *,
         upstreams: Upstreams,
-        client: ClientLM,
+        client: ClientLM | None,
         ledger: Ledger | Any,
         selectors: dict[str, Selector] | None = None,
     ) -> None:
         self.args = AppArgs.model_validate(args)
         self._upstreams = upstreams
-        self._selectors = selectors or default_selectors(self.args, upstreams)
-        self._collab = Collaboration(args=self.args, upstreams=upstreams, client=client, selectors=self._selectors)
-        self._baselines = baselines.Baselines(args=self.args, upstreams=upstreams, client=client)
+        self._selectors = selectors or default_selectors(self.args)
+        self._strategies = build_strategies(Steps(args=self.args, client=client, selectors=self._selectors))
+        self._baselines = baselines.Baselines(args=self.args, client=client)
         self._ledger = ledger
+
+    def warm(self) -> None:
+        """Load what the first request would otherwise wait for (the embedding encoder)."""
+        for selector in self._selectors.values():
+            if hasattr(selector, "warm"):
+                selector.warm()
 
     def models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=m) for m in baselines.model_ids(self.args)])
@@ -70,35 +81,82 @@ class RouterService:
     def selector_names(self) -> list[str]:
         return sorted(self._selectors)
 
+    def strategies(self) -> dict[str, Any]:
+        return {"default": self.args.collaboration.strategy, "aggregator": self.args.aggregator,
+                "strategies": [s.describe() for s in self._strategies.values()]}
+
     async def chat(self, req: ChatCompletionRequest, *, caller: Caller) -> Outcome | AsyncIterator:
         """The Outcome; with `stream` the events ending in one, run up to the first so that
         errors before any output still get their HTTP status."""
         target = baselines.resolve(self.args, req.model)
         opts = req.options()
         timeout = opts.deadline_s or self.args.router.request_timeout_s
-        ctx = RequestContext(client=caller.label, weight=caller.weight, cache=opts.cache, deadline=time.time() + timeout)
-        admission = await self._ledger.admit(caller.label, estimate(self.args, target, req))
+        ctx = RequestContext(upstreams=self._upstreams, client=caller.label, weight=caller.weight, cache=opts.cache,
+                             deadline=time.time() + timeout, fill_server_caps=opts.fill_server_caps)
+        if target.kind == "colm":
+            strategy = self._strategy(req)
+            run = Run(req=req, conv=Conversation.parse(req.messages), ctx=ctx, stream=req.stream)
+            bound, events = strategy.bound(run), strategy.events(run)
+        else:
+            bound, events = self._baseline_plan(target, req), self._baselines.events(target, req, ctx, stream=req.stream)
+        with telemetry.span("colm.admission", client=caller.label, bound_tokens=bound.server_tokens) as span:
+            admission = await self._ledger.admit(caller.label, bound)
+            span.set(ok=admission.ok, reason=admission.reason, max_specialists=admission.max_specialists)
+        telemetry.current().set(request_id=ctx.request_id, target=target.kind, strategy=run.trace.strategy if target.kind == "colm" else None)
         if not admission.ok:
+            await events.aclose()
             raise RateLimited(f"budget exceeded for this API key: {admission.reason}", retry_after_s=admission.retry_after_s,
                               code="budget_exceeded")
         ctx.max_specialists, ctx.budget_note = admission.max_specialists, admission.reason
         logger.info("[%s] chat model=%s client=%s stream=%s", ctx.request_id, req.model, caller.label, req.stream)
-        if target.kind == "colm":
-            events = self._collab.events(req, ctx, stream=req.stream)
-        else:
-            events = self._baselines.events(target, req, ctx, stream=req.stream)
-        events = within_deadline(self._accounted(events, caller.label), Deadline.from_wall(ctx.deadline))
+        events = within_deadline(self._settled(events, admission, ctx, req, colm=target.kind == "colm"),
+                                 Deadline.from_wall(ctx.deadline))
         if req.stream:
             return await primed(events)
         return [e async for e in events if isinstance(e, Outcome)][0]
 
-    async def _accounted(self, events: AsyncIterator, label: str) -> AsyncIterator:
-        async for event in events:
-            if isinstance(event, Outcome):
-                await self._ledger.record(label, event.trace.usage)
-            yield event
+    def _strategy(self, req: ChatCompletionRequest) -> Strategy:
+        opts = req.options()
+        name = opts.strategy or self.args.collaboration.strategy
+        if name not in self._strategies:
+            raise InvalidRequest(f"unknown strategy {name!r}; available: {sorted(self._strategies)}", param="colm.strategy")
+        strategy = self._strategies[name]
+        strategy.check(opts)
+        return strategy
 
-    async def stats(self) -> dict:
+    def _baseline_plan(self, target: baselines.Target, req: ChatCompletionRequest) -> Estimate:
+        for name in sorted(req.options().model_fields_set - BASELINE_OPTIONS):
+            raise InvalidRequest(f"colm.{name} applies to model colm, not {req.model}", param=f"colm.{name}")
+        if target.kind == "client":
+            return Estimate()
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        return server_alone(target.specialist, messages, req.output_limit() or 512)
+
+    async def _settled(self, events: AsyncIterator, admission: Admission, ctx: RequestContext, req: ChatCompletionRequest,
+                       *, colm: bool) -> AsyncIterator:
+        """Whatever way the request ends (answer, error, deadline, disconnect), what it spent is
+        recorded: the trace has metered every upstream call as it came back."""
+        try:
+            async for event in events:
+                if isinstance(event, Outcome) and colm:
+                    self._add_baseline(ctx, req, event.answer)
+                yield event
+        finally:
+            try:
+                await events.aclose()
+            finally:
+                await self._ledger.settle(admission, ctx.trace.usage)
+
+    def _add_baseline(self, ctx: RequestContext, req: ChatCompletionRequest, answer: str) -> None:
+        """What the aggregator alone would have charged for an answer this long (an estimate)."""
+        usage = ctx.trace.usage
+        agg = self.args.specialist(self.args.aggregator)
+        usage.baseline_cost_usd = baseline_cost(agg, [m.model_dump(exclude_none=True) for m in req.messages], answer)
+        usage.saving_usd = round(usage.baseline_cost_usd - usage.cost_usd, 10)
+
+    async def stats(self, *, only: str | None = None) -> dict:
+        """Counters per server and per key; `only` keeps one key's row (and its share of each
+        server's counters), which is all a caller sees when auth is on."""
         servers = await self._upstreams.stats() if hasattr(self._upstreams, "stats") else {}
-        return merge_stats(await self._ledger.stats(), servers)
+        return merge_stats(await self._ledger.stats(), servers, only=only)
 

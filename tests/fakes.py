@@ -12,10 +12,12 @@ from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamR
 
 
 class FakeClient:
-    """Answers with a scripted sequence (or an echo), recording every request."""
+    """Answers with a scripted sequence (or an echo), recording every request; reports
+    `mean_logprob` when asked for log-probabilities."""
 
-    def __init__(self, answers: list[str] | None = None) -> None:
+    def __init__(self, answers: list[str] | None = None, *, mean_logprob: float | None = -0.5) -> None:
         self.answers = list(answers or [])
+        self.mean_logprob = mean_logprob
         self.requests: list[GenerationRequest] = []
 
     def _next(self, req: GenerationRequest) -> str:
@@ -24,7 +26,8 @@ class FakeClient:
 
     async def generate(self, req: GenerationRequest) -> Generation:
         text = self._next(req)
-        return Generation(text=text, prompt_tokens=50, completion_tokens=len(text.split()), finish_reason="stop")
+        return Generation(text=text, prompt_tokens=50, completion_tokens=len(text.split()), finish_reason="stop",
+                          mean_logprob=self.mean_logprob if req.logprobs else None)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         words = self._next(req).split(" ")
@@ -35,6 +38,7 @@ class FakeClient:
                 prompt_tokens=50 if last else 0,
                 completion_tokens=len(words) if last else 0,
                 finish_reason="stop" if last else None,
+                mean_logprob=self.mean_logprob if last and req.logprobs else None,
             )
 
 
@@ -44,8 +48,10 @@ Behaviour = Callable[[UpstreamCall], str]
 class FakeUpstreams:
     """Replies per model/system prompt; `fail` and `delay` are keyed by a word in the system prompt."""
 
-    def __init__(self, *, reply: Behaviour | None = None, fail: set[str] | None = None, delay: dict[str, float] | None = None) -> None:
+    def __init__(self, *, reply: Behaviour | None = None, fail: set[str] | None = None, delay: dict[str, float] | None = None,
+                 finish_reason: str = "length") -> None:
         self.reply = reply or (lambda call: f"guidance from {call.model}")
+        self.finish_reason = finish_reason
         self.fail, self.delay = fail or set(), delay or {}
         self.calls: list[UpstreamCall] = []
         self.cancelled: list[str] = []
@@ -66,12 +72,14 @@ class FakeUpstreams:
             raise
         if any(word in key for word in self.fail):
             raise UpstreamError("upstream answered 500 after 4 attempts")
-        return UpstreamReply(text=self.reply(call), prompt_tokens=100, completion_tokens=20, cost_usd=call.cost(100, 20))
+        return UpstreamReply(text=self.reply(call), prompt_tokens=100, completion_tokens=20, cost_usd=call.cost(100, 20),
+                             billed=call.spend(100, 20), finish_reason=self.finish_reason)
 
     async def chat_stream(self, call: UpstreamCall) -> AsyncIterator[UpstreamDelta]:
         reply = await self.chat(call)
         yield UpstreamDelta(text=reply.text)
-        yield UpstreamDelta(prompt_tokens=100, completion_tokens=20, finish_reason="stop", cost_usd=reply.cost_usd)
+        yield UpstreamDelta(prompt_tokens=100, completion_tokens=20, finish_reason="stop", cost_usd=reply.cost_usd,
+                            billed=reply.billed)
 
 
 def app_args(**overrides) -> AppArgs:

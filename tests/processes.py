@@ -8,10 +8,17 @@ import subprocess
 
 
 def orphaned_engines() -> list[int]:
-    """vLLM engine processes whose replica died without stopping them (re-parented to init)."""
+    """vLLM engine processes whose replica died without stopping them.
+
+    Such a process is re-parented to init, or to a subreaper (a container's init, a raylet with
+    RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper), so its parent is neither a
+    Ray worker (titled `ray::...` from the moment it connects) nor another vLLM process.
+    """
     out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    rows = (line.split(None, 2) for line in out.splitlines())
-    return [int(row[0]) for row in rows if len(row) == 3 and row[1] == "1" and row[2].startswith("VLLM::")]
+    rows = [row for row in (line.split(None, 2) for line in out.splitlines()) if len(row) == 3]
+    title = {pid: args for pid, _, args in rows}
+    return [int(pid) for pid, ppid, args in rows
+            if args.startswith("VLLM::") and not title.get(ppid, "").startswith(("ray::", "VLLM::"))]
 
 
 def kill_orphaned_engines() -> None:

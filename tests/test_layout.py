@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "colm_serve"
-KERNEL = {"config", "errors", "protocol", "outcome", "deadline", "telemetry"}
+KERNEL = {"config", "errors", "protocol", "outcome", "deadline", "telemetry", "fairness"}
 # Each layer may import itself, the kernel and the layers listed after it.
 PATH = ["app", "api", "service", "collab", "accounting", "server_proxy", "client_model"]
 STAND_IN_MAY_USE = {"api", "client_model"}

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from colm_serve.accounting.ledger import Ledger
+from colm_serve.accounting.stores import MemoryStore
 from colm_serve.api.routes import create_api
 from colm_serve.collab.selection import AllSelector, LLMSelector
 from colm_serve.config import BreakerConfig, RetryPolicy
@@ -53,8 +54,8 @@ async def http(sim):
     server = {"base_url": sim.url, "timeout_s": 2, "retry": FAST_RETRY, "breaker": CALM_BREAKER}
     args = app_args(servers=[{"name": "a", **server}, {"name": "b", **server}])
     ups = LocalUpstreams({s.name: ServerProxy(s) for s in args.servers})
-    selectors = {"llm": LLMSelector(upstreams=ups, picker=args.specialist("conv")), "all": AllSelector()}
-    router = RouterService(args, ledger=Ledger(args.budgets), upstreams=ups, client=FakeClient(),
+    selectors = {"llm": LLMSelector(picker=args.specialist("conv")), "all": AllSelector()}
+    router = RouterService(args, ledger=Ledger(args.budgets, MemoryStore()), upstreams=ups, client=FakeClient(),
                            selectors=selectors)
     app = create_api(router)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=60) as client:
@@ -73,7 +74,8 @@ async def test_collaboration_over_real_http(http, sim):
     assert all(g["text"] for g in body["colm"]["rounds"][0]["guidance"])
     assert body["colm"]["usage"]["server_tokens"] > 0
     stats = (await http.get("/v1/colm/stats")).json()
-    assert stats["totals"]["upstream_calls"] == sim.stats.requests == 5  # 4 specialists + summary
+    assert stats["totals"]["upstream_calls"] == sim.stats.requests == 4  # 4 specialists; the client merges their notes
+    assert stats["keys"]["anonymous"]["cost_usd"] == pytest.approx(body["colm"]["usage"]["cost_usd"])
 
 
 async def test_failing_specialist_is_replaced_and_reported(http, sim):

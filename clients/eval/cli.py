@@ -26,6 +26,7 @@ from clients.eval.config import (
     RetryPolicy,
     TableArgs,
 )
+from clients.eval.demo import DemoArgs, demo
 from clients.eval.formats.jsonio import FormatError
 from clients.eval.generate import generate
 from clients.eval.judging import judge
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     gen.add_argument("--model", required=True, help="model id: colm, colm-client, server/<name>, ...")
     gen.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"))
-    gen.add_argument("--name", help="output name (default: the model id made file-safe)")
+    gen.add_argument("--name", help="output name (default: the model id made file-safe, plus -STRATEGY)")
+    gen.add_argument("--strategy", help='CoLM collaboration strategy (GET /v1/colm/strategies), sent as '
+                     '{"colm": {"strategy": NAME}}; the output name becomes e.g. colm-guide')
     gen.add_argument("--max-tokens", type=int, default=1024)
     gen.add_argument("--temperature", type=float, help="default: the benchmark's own")
     gen.add_argument("--system-prompt")
@@ -73,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     jud.add_argument("--judge-base-url", required=True)
     jud.add_argument("--judge-model", required=True)
     jud.add_argument("--judge-api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"))
-    jud.add_argument("--judge-max-tokens", type=int, default=2048)
+    jud.add_argument("--judge-max-tokens", type=int, default=2048,
+                     help="judge output budget; clamped to the judge's context, with a message")
+    jud.add_argument("--judge-structured", choices=["auto", "on", "off"], default="auto",
+                     help="constrain verdicts with vLLM structured outputs (auto: when /v1/models shows a vLLM-like "
+                          "server: owned_by vllm/local or a max_model_len)")
     jud.add_argument("--judge-prompt", type=Path, help="JSON {system_prompt, prompt_template} (arena-hard, alpaca-eval)")
     jud.add_argument("--model", dest="models", action="append", default=[], help="output name to judge (repeatable; default all)")
     jud.add_argument("--baseline", help="arena-hard: baseline answer file or name; alpaca-eval: reference outputs")
@@ -83,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     tab.add_argument("--bench", dest="benches", action="append", choices=BENCHES, help="repeatable; default all")
     tab.add_argument("--plot", type=Path, help="write a quality-vs-cost PNG here")
     tab.add_argument("--csv", type=Path, help="write the table as CSV here")
+    tab.add_argument("--cost-baseline", help="output name of the server alone for the cost ratio "
+                     "(default: the one server__* output)")
+
+    dem = sub.add_parser("demo", help="the whole loop offline against a running app (make eval-demo)")
+    for flag, kind, text in (
+        ("--url", str, "the app: router at /v1, stand-in at /upstream/v1"), ("--out-dir", Path, "output folder"),
+        ("--questions", int, "the first N MT-Bench questions"), ("--max-tokens", int, "answer budget per turn"),
+        ("--judge-model", str, "the stand-in's model id"), ("--judge-max-tokens", int, "judge budget"),
+        ("--aggregator", str, "server/<aggregator> is the server-alone baseline"),
+        ("--concurrency", int, "requests in flight per output"), ("--api-key", str, "bearer key"),
+    ):
+        default = DemoArgs.model_fields[flag[2:].replace("-", "_")].default
+        dem.add_argument(flag, type=kind, help=f"{text} (default: {default})")
     return parser
 
 
@@ -95,7 +115,8 @@ def run_generate(ns: argparse.Namespace) -> int:
     args = GenerateArgs(
         bench=ns.bench, out_dir=ns.out_dir, questions=ns.questions, limit=ns.limit, concurrency=ns.concurrency,
         endpoint=_endpoint(ns, base_url=ns.base_url, model=ns.model, api_key=ns.api_key, extra=ns.extra_body),
-        name=ns.name, max_tokens=ns.max_tokens, temperature=ns.temperature, system_prompt=ns.system_prompt,
+        name=ns.name, strategy=ns.strategy, max_tokens=ns.max_tokens, temperature=ns.temperature,
+        system_prompt=ns.system_prompt,
     )
     report = asyncio.run(generate(args))
     print(f"{args.bench} {report.name}: {report.answered} answered, {report.skipped} already there, "
@@ -108,15 +129,18 @@ def run_judge(ns: argparse.Namespace) -> int:
         bench=ns.bench, out_dir=ns.out_dir, questions=ns.questions, limit=ns.limit, concurrency=ns.concurrency,
         judge=_endpoint(ns, base_url=ns.judge_base_url, model=ns.judge_model, api_key=ns.judge_api_key, extra={}),
         models=ns.models, baseline=ns.baseline, max_tokens=ns.judge_max_tokens, judge_prompt=ns.judge_prompt,
+        structured=ns.judge_structured,
     )
     report = asyncio.run(judge(args))
-    print(f"{report.bench} judged by {report.judge}: {report.judged} new judgments, {report.failed} failed, "
-          f"{report.missing} (model, question) pairs without answers -> {', '.join(report.outputs)}")
+    how = "verdicts constrained (structured outputs)" if report.structured else "unconstrained"
+    print(f"{report.bench} judged by {report.judge} ({how}): {report.judged} new judgments, "
+          f"{report.unparsed} without a readable verdict, {report.failed} failed, {report.clamped} with the output "
+          f"budget clamped to the judge's context, {report.missing} (model, question) pairs without answers "
+          f"-> {', '.join(report.outputs)}")
     return 1 if report.failed else 0
 
 
-def run_table(ns: argparse.Namespace) -> int:
-    args = TableArgs(out_dir=ns.out_dir, benches=ns.benches or list(BENCHES), plot=ns.plot, csv=ns.csv)
+def show_table(args: TableArgs) -> int:
     table_rows = collect(args)
     if not table_rows:
         print(f"no answers under {args.out_dir}", file=sys.stderr)
@@ -130,13 +154,34 @@ def run_table(ns: argparse.Namespace) -> int:
     return 0
 
 
+def run_table(ns: argparse.Namespace) -> int:
+    return show_table(TableArgs(out_dir=ns.out_dir, benches=ns.benches or list(BENCHES), plot=ns.plot, csv=ns.csv,
+                                cost_baseline=ns.cost_baseline))
+
+
+def run_demo(ns: argparse.Namespace) -> int:
+    given = {k: v for k, v in vars(ns).items() if k in DemoArgs.model_fields and v is not None}
+    args = DemoArgs.model_validate({"api_key": os.environ.get("OPENAI_API_KEY", "EMPTY"), **given})
+    report = asyncio.run(demo(args))
+    print("strategies: " + (", ".join(report.strategies) if report.strategies is not None
+                            else "none listed (no /v1/colm/strategies): plain colm"))
+    for g in report.generated:
+        print(f"  {g.name}: {g.answered} answered, {g.skipped} already there, {g.failed} failed")
+    if report.judged is not None:
+        j = report.judged
+        print(f"judged by {j.judge}: {j.judged} judgments, {j.unparsed} without a readable verdict, {j.failed} failed")
+    print(f"generate {report.seconds['generate']:.0f} s, judge {report.seconds.get('judge', 0):.0f} s")
+    status = show_table(args.table())
+    return 1 if report.failed or status else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "openai"):  # one line per request drowns the progress bar
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    command = {"generate": run_generate, "judge": run_judge, "table": run_table}[ns.command]
+    command = {"generate": run_generate, "judge": run_judge, "table": run_table, "demo": run_demo}[ns.command]
     try:
         return command(ns)
     except (ValidationError, ValueError, FileNotFoundError, FormatError) as exc:

@@ -2,6 +2,8 @@
 
 Every reply carries its latency, its token counts and, when the endpoint is the CoLM router,
 the `colm.usage` object (server tokens and cost), so cost is recorded beside quality.
+The output budget is fitted into the model's context (see `context.py`), and a judge's
+verdict format is sent as a vLLM structured-outputs constraint when asked for.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import time
 from typing import Any
 
 import openai
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from clients.eval.config import Endpoint, RetryPolicy
+from clients.eval.context import ContextWindow, context_overflow
+from clients.eval.verdicts import VerdictFormat
 from colm_serve.protocol import Usage
 
 logger = logging.getLogger("clients.eval")
@@ -30,7 +34,12 @@ class Reply(BaseModel):
     completion_tokens: int = 0
     latency_s: float = 0.0
     finish_reason: str | None = None
+    max_tokens: int = Field(0, description="The output budget sent, after fitting it into the context.")
     colm: Usage | None = None
+
+    @property
+    def cut_off(self) -> bool:
+        return self.finish_reason == "length"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -57,8 +66,9 @@ def retry_delay(exc: BaseException, attempt: int, policy: RetryPolicy) -> float:
 class ChatClient:
     """Thin async wrapper over the official SDK; the SDK's own retries are off so ours are visible."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, window: ContextWindow | None = None) -> None:
         self.endpoint = endpoint
+        self.window = window or ContextWindow(model=endpoint.model)
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=endpoint.timeout_s, max_retries=0
         )
@@ -66,11 +76,27 @@ class ChatClient:
     async def close(self) -> None:
         await self._sdk.close()
 
-    async def complete(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> Reply:
+    async def complete(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
+                       verdict: VerdictFormat | None = None) -> Reply:
+        """One completion, its budget fitted into the context; a context-length 400 is answered once,
+        by resending with the room the server named. `verdict` constrains the output to it."""
+        budget = self.window.fit(messages, max_tokens)
+        try:
+            return await self._retrying(messages, max_tokens=budget, temperature=temperature, verdict=verdict)
+        except openai.BadRequestError as exc:
+            overflow = context_overflow(exc)
+            if overflow is None:
+                raise
+            budget = self.window.settle(overflow, messages, budget)
+        return await self._retrying(messages, max_tokens=budget, temperature=temperature, verdict=verdict)
+
+    async def _retrying(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
+                        verdict: VerdictFormat | None) -> Reply:
+        """Transient failures (connection, timeout, 408/409/429/5xx) are retried with backoff."""
         policy = self.endpoint.retry
         for attempt in range(1, policy.max_attempts + 1):
             try:
-                return await self._once(messages, max_tokens=max_tokens, temperature=temperature)
+                return await self._once(messages, max_tokens=max_tokens, temperature=temperature, verdict=verdict)
             except openai.OpenAIError as exc:
                 if not is_transient(exc) or attempt == policy.max_attempts:
                     raise
@@ -80,11 +106,13 @@ class ChatClient:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _once(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> Reply:
+    async def _once(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
+                    verdict: VerdictFormat | None) -> Reply:
+        extra = {**self.endpoint.extra_body, **(verdict.extra_body(max_tokens) if verdict else {})}
         started = time.perf_counter()
         resp = await self._sdk.chat.completions.create(
             model=self.endpoint.model, messages=messages, max_tokens=max_tokens, temperature=temperature,
-            extra_body=self.endpoint.extra_body or None,
+            extra_body=extra or None,
         )
         latency = time.perf_counter() - started
         if not resp.choices:
@@ -97,5 +125,6 @@ class ChatClient:
             completion_tokens=resp.usage.completion_tokens if resp.usage else 0,
             latency_s=round(latency, 4),
             finish_reason=choice.finish_reason,
+            max_tokens=max_tokens,
             colm=Usage.model_validate(colm["usage"]) if "usage" in colm else None,
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Bench = Literal["mt-bench", "arena-hard", "alpaca-eval"]
 BENCHES: tuple[Bench, ...] = ("mt-bench", "arena-hard", "alpaca-eval")
+Structured = Literal["auto", "on", "off"]
 
 
 class Strict(BaseModel):
@@ -38,7 +39,8 @@ class Endpoint(Strict):
 class GenerateArgs(Strict):
     bench: Bench
     endpoint: Endpoint
-    name: str | None = Field(None, description="Output name (default: the model id, made file-safe).")
+    name: str | None = Field(None, description="Output name (default: the model id, made file-safe, and the strategy).")
+    strategy: str | None = Field(None, min_length=1, description='CoLM strategy, sent as {"colm": {"strategy": ...}}.')
     out_dir: Path = Path("eval_out")
     questions: Path | None = Field(None, description="Question file (required for alpaca-eval).")
     limit: int | None = Field(None, ge=1, description="Only the first N questions.")
@@ -57,12 +59,16 @@ class JudgeArgs(Strict):
     questions: Path | None = None
     limit: int | None = Field(None, ge=1)
     concurrency: int = Field(4, ge=1)
-    max_tokens: int = Field(2048, ge=1, description="Judge output budget.")
+    max_tokens: int = Field(2048, ge=1, description="Judge output budget (clamped to the judge's context).")
     judge_prompt: Path | None = Field(None, description="JSON {system_prompt, prompt_template} replacing the default.")
+    structured: Structured = Field(
+        "auto", description="Constrain the verdict with vLLM structured outputs: auto = when /v1/models shows vLLM.")
 
 
 class TableArgs(Strict):
     out_dir: Path = Path("eval_out")
     benches: list[Bench] = Field(default_factory=lambda: list(BENCHES))
+    cost_baseline: str | None = Field(
+        None, description="Output name of the server alone, for the cost ratio (default: the one server__* output).")
     plot: Path | None = None
     csv: Path | None = None

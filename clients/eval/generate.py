@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass
 
 from clients.eval.client import ChatClient, Reply
-from clients.eval.config import GenerateArgs
+from clients.eval.config import Endpoint, GenerateArgs
 from clients.eval.layout import Layout, safe_name
 from clients.eval.questions import MT_BENCH_TEMPERATURE, Question, load_questions
 from clients.eval.runner import run_bounded
 from clients.eval.stores import STORES, AnswerStore
+from clients.eval.strategies import check_strategy
 from clients.eval.usage import AnswerUsage
 
 logger = logging.getLogger("clients.eval")
@@ -34,6 +35,25 @@ def temperature_for(args: GenerateArgs, question: Question) -> float:
     return 0.0
 
 
+def with_strategy(endpoint: Endpoint, strategy: str | None) -> Endpoint:
+    """The endpoint with {"colm": {"strategy": ...}} merged into every request body."""
+    if strategy is None:
+        return endpoint
+    colm = dict(endpoint.extra_body.get("colm") or {})
+    if colm.setdefault("strategy", strategy) != strategy:
+        raise ValueError(f"--strategy {strategy} and --extra-body's colm.strategy {colm['strategy']} disagree")
+    return endpoint.model_copy(update={"extra_body": {**endpoint.extra_body, "colm": colm}})
+
+
+def output_name(args: GenerateArgs) -> str:
+    """--name, else the model id made file-safe plus the strategy (colm-guide), so strategies
+    answering the same questions never overwrite each other."""
+    if args.name:
+        return args.name
+    base = safe_name(args.endpoint.model)
+    return f"{base}-{safe_name(args.strategy)}" if args.strategy else base
+
+
 async def answer(client: ChatClient, args: GenerateArgs, question: Question) -> list[Reply]:
     """All turns of one question as one conversation: each turn sees the previous answers."""
     messages: list[dict[str, str]] = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
@@ -51,7 +71,10 @@ async def answer(client: ChatClient, args: GenerateArgs, question: Question) -> 
 
 async def generate(args: GenerateArgs) -> GenerateReport:
     layout = Layout(args.out_dir, args.bench)
-    name = args.name or safe_name(args.endpoint.model)
+    name = output_name(args)
+    endpoint = with_strategy(args.endpoint, args.strategy)
+    if args.strategy:
+        await check_strategy(endpoint, args.strategy)
     store: AnswerStore = STORES[args.bench](layout, name)
     questions = load_questions(args.bench, args.questions, limit=args.limit)
     store.prepare(args.questions)
@@ -59,12 +82,13 @@ async def generate(args: GenerateArgs) -> GenerateReport:
     todo = [q for q in questions if q.question_id not in done]
     logger.info("%s %s: %d questions, %d already answered, %d to go -> %s",
                 args.bench, name, len(questions), len(questions) - len(todo), len(todo), store.path)
-    client = ChatClient(args.endpoint)
+    client = ChatClient(endpoint)
 
     async def job(question: Question) -> None:
         replies = await answer(client, args, question)
         usage = AnswerUsage.from_replies(replies, question_id=question.question_id, name=name,
-                                         model=args.endpoint.model, base_url=args.endpoint.base_url)
+                                         model=args.endpoint.model, base_url=args.endpoint.base_url,
+                                         strategy=args.strategy)
         store.add(question, replies, usage)
 
     try:

@@ -1,6 +1,7 @@
 """Where each benchmark's files go: the layouts of FastChat, arena-hard-auto and AlpacaEval.
 
-    <out>/mt_bench/question.jsonl, reference_answer/gpt-4.jsonl    (copies, so FastChat runs here)
+    <out>/judge_prompts.jsonl, mt_bench/question.jsonl,
+    <out>/mt_bench/reference_answer/gpt-4.jsonl                    (copies: <out> is FastChat's data/)
     <out>/mt_bench/model_answer/<name>.jsonl                       FastChat llm_judge answers
     <out>/mt_bench/model_judgment/<judge>_single.jsonl             FastChat single-answer grading
     <out>/arena_hard/question.jsonl
@@ -9,6 +10,7 @@
     <out>/alpaca_eval/<name>/model_outputs.json                    AlpacaEval model outputs
     <out>/alpaca_eval/<name>/<judge>/annotations.json              AlpacaEval annotations
     <out>/<bench>/usage/<name>.jsonl  (alpaca: <name>/usage.jsonl) cost, tokens, latency per answer
+    <out>/<bench>/judges/<judge>.json                              who judged, and how (structured, context)
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class Layout:
         return self.dir / "question.jsonl"
 
     @property
+    def judge_prompts_file(self) -> Path:
+        """FastChat's data/judge_prompts.jsonl: `<out>` is its data/ folder."""
+        return self.root / "judge_prompts.jsonl"
+
+    @property
     def reference_file(self) -> Path:
         return self.dir / "reference_answer" / "gpt-4.jsonl"
 
@@ -63,6 +70,9 @@ class Layout:
         if self.bench == "arena-hard":
             return self.dir / "model_judgment" / safe_name(judge) / f"{name}.jsonl"
         return self.dir / name / safe_name(judge) / "annotations.json"
+
+    def judge_card(self, judge: str) -> Path:
+        return self.dir / "judges" / f"{safe_name(judge)}.json"
 
     def names(self) -> list[str]:
         """Output names that have answers, sorted."""

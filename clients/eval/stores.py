@@ -57,6 +57,7 @@ class MtBenchStore(AnswerStore):
     def prepare(self, questions_file: Path | None) -> None:
         _copy_if_missing(questions_file or data_file("mt_bench_questions.jsonl"), self.layout.question_file)
         _copy_if_missing(data_file("mt_bench_reference_gpt4.jsonl"), self.layout.reference_file)
+        _copy_if_missing(data_file("mt_bench_judge_prompts.jsonl"), self.layout.judge_prompts_file)
 
     def finish(self, questions: list[Question]) -> None:
         if self.path.exists():

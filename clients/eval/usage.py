@@ -20,6 +20,7 @@ class AnswerUsage(BaseModel):
     question_id: int | str
     name: str = Field(description="Output name (the answer file's stem).")
     model: str = Field(description="Model id asked at the endpoint.")
+    strategy: str | None = Field(None, description="CoLM strategy asked for (colm.strategy), if any.")
     base_url: str
     turns: int
     latency_s: float = Field(description="Sum over turns of each request's wall time.")

@@ -1,25 +1,38 @@
-"""Per-client-app budgets and accounting, shared by every router replica.
+"""Per-client-app budgets and accounting, in process in every router replica.
 
-The app builder runs one `Ledger` replica; all router replicas call it, so a key's
-requests/min, server tokens/day and cost/day are enforced once, however many routers
-there are. A collaboration is checked up front against an estimate of what it will cost
-upstream: over budget it is refused (429) or degraded to fewer specialists, as configured.
+Every replica has its own `Ledger` over one shared `BudgetStore` (sqlite on one node, Redis
+on a cluster), so a key's requests/min, server tokens/day and cost/day hold however many
+replicas there are, and survive their restarts. A request is admitted against an estimate
+of what it will cost upstream, and the estimate is *reserved* in the same atomic step, so
+concurrent requests cannot together overrun a budget; over budget it is refused (429) or
+degraded to fewer specialists, as configured. When the request ends, however it ends,
+`settle` releases the reservation and records what was really spent.
+
+Settling is write-behind where that is safe (see `Ledger.settle`); reserving is not. A
+reservation never settled (its replica crashed) counts against its day until the day ends:
+budgets err on the side of refusing, never of overrunning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel
 
-from colm_serve.config import BudgetConfig
+from colm_serve.accounting.stores.base import (
+    Amounts,
+    BudgetStore,
+    DayUse,
+    Refusal,
+    Reservation,
+    Settlement,
+    day_of,
+)
+from colm_serve.accounting.writer import SettleWriter
+from colm_serve.config import AccountingConfig, BudgetConfig
 from colm_serve.protocol import Usage
-
-DAY_S = 86400
 
 
 class Estimate(BaseModel):
@@ -33,112 +46,130 @@ class Estimate(BaseModel):
 
 
 class Admission(BaseModel):
+    """The ledger's answer; an admitted request passes it back to `Ledger.settle`."""
+
+    label: str
     ok: bool = True
     reason: str | None = None
     retry_after_s: float = 1.0
     max_specialists: int | None = None
-
-
-@dataclass
-class _Account:
-    requests: int = 0
-    usage: Usage = None  # type: ignore[assignment]
-    day: int = -1
-    day_tokens: int = 0
-    day_cost: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.usage = Usage()
-
-
-class HandleLedger:
-    """The shared Ledger deployment, called by every router replica."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    async def admit(self, label: str, estimate: Any) -> Any:
-        return await self._handle.admit.remote(label, estimate)
-
-    async def record(self, label: str, usage: Any) -> None:
-        await self._handle.record.remote(label, usage)
-
-    async def stats(self) -> dict:
-        return await self._handle.stats.remote()
+    reservation: Reservation | None = None
 
 
 class Ledger:
-    def __init__(self, budgets: BudgetConfig | dict, *, clock: Callable[[], float] = time.time) -> None:
+    """One per router replica, in process, over the store every replica shares."""
+
+    def __init__(self, budgets: BudgetConfig | dict, store: BudgetStore, *, clock: Callable[[], float] = time.time) -> None:
         self._cfg = BudgetConfig.model_validate(budgets)
+        self._store = store
         self._clock = clock
-        self._accounts: dict[str, _Account] = defaultdict(_Account)
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._writer = SettleWriter(store)
+        self._day_limited = self._cfg.server_tokens_per_day is not None or self._cfg.cost_usd_per_day is not None
 
     async def admit(self, label: str, estimate: Estimate) -> Admission:
+        """Admit `label`'s request and reserve `estimate` in one atomic step, or refuse it
+        (429 with Retry-After), or with `on_exceed: degrade` reserve fewer specialists."""
+        need = Amounts(server_tokens=estimate.server_tokens, cost_usd=estimate.cost_usd)
+        if not self._may_refuse(need):
+            return Admission(label=label)
         now = self._clock()
-        refused = self._rate(label, now)
-        if refused:
-            return refused
-        acct = self._today(label, now)
-        tokens_left = _left(self._cfg.server_tokens_per_day, acct.day_tokens)
-        cost_left = _left(self._cfg.cost_usd_per_day, acct.day_cost)
-        if estimate.server_tokens <= tokens_left and estimate.cost_usd <= cost_left:
-            self._recent[label].append(now)
-            return Admission()
-        reason = self._over(acct, estimate)
-        if self._cfg.on_exceed == "degrade" and estimate.specialists:
-            fit = _fit(estimate, tokens_left, cost_left)
-            self._recent[label].append(now)
-            return Admission(reason=reason, max_specialists=fit)
-        return Admission(ok=False, reason=reason, retry_after_s=DAY_S - now % DAY_S)
+        got = await self._store.reserve(label=label, amounts=need, limits=self._cfg, now=now)
+        if isinstance(got, Reservation):
+            return Admission(label=label, reservation=got)
+        reason = self._reason(got, need)
+        if got.limit == "requests_per_min" or self._cfg.on_exceed == "refuse" or not estimate.specialists:
+            return Admission(label=label, ok=False, reason=reason, retry_after_s=got.retry_after_s)
+        return await self._degrade(label, estimate, got, reason=reason, now=now)
 
-    async def record(self, label: str, usage: Usage) -> None:
-        acct = self._today(label, self._clock())
-        acct.requests += 1
-        acct.usage = acct.usage + usage
-        acct.day_tokens += usage.server_tokens
-        acct.day_cost += usage.cost_usd
+    async def settle(self, admission: Admission, usage: Usage) -> None:
+        """End an admitted request, whatever its end (answer, error, cancellation): release
+        its reservation and record `usage`, its actual spend. Call it once per admission.
+
+        Write-behind when that is safe: when the store, until the write lands, counts at
+        least what was spent, i.e. no daily limit is configured, or the spend is within the
+        reservation the store still holds. Otherwise (the estimate fell short, or there was
+        none) it waits for the write, so the next admission sees the overrun. It queues
+        before any await, so a settle in a cancelled request's `finally` is never lost.
+        """
+        if not admission.ok:
+            raise ValueError("settle is for admitted requests; a refused one never started")
+        await self._write(Settlement(reservation=admission.reservation, label=admission.label, usage=usage, now=self._clock()))
+
+    async def record(self, label: str, usage: Usage, *, request: bool = True) -> None:
+        """Record spend that has no reservation, e.g. an upstream attempt whose caller never
+        heard the outcome (`request=False`: it adds to the bill, not to the request count)."""
+        await self._write(Settlement(label=label, usage=usage, now=self._clock(), requests=int(request)))
 
     async def stats(self) -> dict[str, dict]:
-        return {
-            label: {
-                "requests": a.requests,
-                "server_tokens": a.usage.server_tokens,
-                "client_tokens": a.usage.client_tokens,
-                "cost_usd": round(a.usage.cost_usd, 8),
-                "server_tokens_today": a.day_tokens,
-                "cost_usd_today": round(a.day_cost, 8),
-            }
-            for label, a in self._accounts.items()
-        }
+        """Per-key rows (all-time and today), everything settled so far included."""
+        await self.flush()
+        return await self._store.stats(now=self._clock())
 
-    def _rate(self, label: str, now: float) -> Admission | None:
-        limit = self._cfg.requests_per_min
-        window = self._recent[label]
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if limit is not None and len(window) >= limit:
-            return Admission(ok=False, reason=f"requests_per_min: {limit} requests in the last minute",
-                             retry_after_s=max(1.0, window[0] + 60 - now))
-        return None
+    async def flush(self) -> None:
+        """Wait until every settlement queued so far is written (raises if a write failed)."""
+        await self._writer.flush()
 
-    def _today(self, label: str, now: float) -> _Account:
-        acct = self._accounts[label]
-        day = int(now // DAY_S)
-        if acct.day != day:
-            acct.day, acct.day_tokens, acct.day_cost = day, 0, 0.0
-        return acct
+    async def aclose(self) -> None:
+        """Write the queue and close the store; call it when the replica shuts down."""
+        try:
+            await self._writer.aclose()
+        finally:
+            await self._store.aclose()
 
-    def _over(self, acct: _Account, est: Estimate) -> str:
-        if self._cfg.server_tokens_per_day is not None and acct.day_tokens + est.server_tokens > self._cfg.server_tokens_per_day:
-            return (f"server_tokens_per_day: {acct.day_tokens} of {self._cfg.server_tokens_per_day} used today; "
-                    f"this request needs about {est.server_tokens}")
-        return (f"cost_usd_per_day: ${acct.day_cost:.4f} of ${self._cfg.cost_usd_per_day} used today; "
-                f"this request needs about ${est.cost_usd:.4f}")
+    def _may_refuse(self, need: Amounts) -> bool:
+        """Whether the store must be asked: with no limit, or only daily ones and a request
+        that needs none of them (the client model alone), nothing can refuse, so the hot path
+        makes no round trip."""
+        return self._cfg.requests_per_min is not None or (self._day_limited and not need.is_zero())
 
+    async def _write(self, item: Settlement) -> None:
+        written = self._writer.submit(item)  # queued before any await
+        if not self._deferrable(item.reservation, item.usage, now=item.now):
+            await asyncio.shield(written)  # a cancelled wait leaves the write to the writer
 
-def _left(limit: float | None, used: float) -> float:
-    return float("inf") if limit is None else max(0.0, limit - used)
+    def _deferrable(self, held: Reservation | None, usage: Usage, *, now: float) -> bool:
+        if not self._day_limited:
+            return True
+        if held is None or held.day != day_of(now):
+            return usage.server_tokens == 0 and usage.cost_usd == 0
+        return ((self._cfg.server_tokens_per_day is None or usage.server_tokens <= held.server_tokens)
+                and (self._cfg.cost_usd_per_day is None or usage.cost_usd <= held.cost_usd))
+
+    async def _degrade(self, label: str, est: Estimate, refusal: Refusal, *, reason: str, now: float) -> Admission:
+        """Reserve as many specialists as the rest of today's budget pays for, down to none
+        (the client model answers alone). Another replica may take the room between two
+        tries, so each refusal refits from the store's fresh figures, one specialist fewer at
+        least: the loop ends, at the latest at none, which needs no budget."""
+        fit = est.specialists
+        while True:
+            fit = min(fit - 1, _fit(est, *self._left(refusal.today)))
+            need = Amounts(server_tokens=est.server_tokens - est.per_specialist_tokens * (est.specialists - fit),
+                           cost_usd=est.cost_usd - est.per_specialist_cost * (est.specialists - fit)) if fit else Amounts()
+            if not self._may_refuse(need):
+                return Admission(label=label, reason=reason, max_specialists=fit)
+            got = await self._store.reserve(label=label, amounts=need, limits=self._cfg, now=now)
+            if isinstance(got, Reservation):
+                return Admission(label=label, reason=reason, max_specialists=fit, reservation=got)
+            if got.limit == "requests_per_min":
+                return Admission(label=label, ok=False, reason=self._reason(got, need), retry_after_s=got.retry_after_s)
+            refusal = got
+
+    def _left(self, today: DayUse) -> tuple[float, float]:
+        tokens, cost = self._cfg.server_tokens_per_day, self._cfg.cost_usd_per_day
+        return (float("inf") if tokens is None else max(0.0, tokens - today.server_tokens - today.reserved_tokens),
+                float("inf") if cost is None else max(0.0, cost - today.cost_usd - today.reserved_cost))
+
+    def _reason(self, refusal: Refusal, need: Amounts) -> str:
+        today = refusal.today
+        if refusal.limit == "requests_per_min":
+            return f"requests_per_min: {self._cfg.requests_per_min} requests in the last minute"
+        if refusal.limit == "server_tokens_per_day":
+            held = f", {today.reserved_tokens} reserved by requests in flight" if today.reserved_tokens else ""
+            return (f"server_tokens_per_day: {today.server_tokens} of {self._cfg.server_tokens_per_day} used today{held}; "
+                    f"this request needs about {need.server_tokens}")
+        held = f", ${today.reserved_cost:.4f} reserved by requests in flight" if today.reserved_cost > 1e-9 else ""
+        return (f"cost_usd_per_day: ${today.cost_usd:.4f} of ${self._cfg.cost_usd_per_day} used today{held}; "
+                f"this request needs about ${need.cost_usd:.4f}")
 
 
 def _fit(est: Estimate, tokens_left: float, cost_left: float) -> int:
@@ -148,3 +179,16 @@ def _fit(est: Estimate, tokens_left: float, cost_left: float) -> int:
     by_tokens = (tokens_left - fixed_tokens) / est.per_specialist_tokens if est.per_specialist_tokens else est.specialists
     by_cost = (cost_left - fixed_cost) / est.per_specialist_cost if est.per_specialist_cost else est.specialists
     return int(max(0, min(est.specialists, by_tokens, by_cost)))
+
+
+def spend_recorder(accounting: AccountingConfig | dict) -> Callable[[str, Usage], Awaitable[None]]:
+    """A recorder, over the shared store, for spend no request will settle: a ServerProxy's
+    attempts whose callers all left. It records; it enforces nothing."""
+    from colm_serve.accounting.stores import build_store
+
+    ledger = Ledger(BudgetConfig(), build_store(AccountingConfig.model_validate(accounting)))
+
+    async def record(label: str, usage: Usage) -> None:
+        await ledger.record(label, usage, request=False)
+
+    return record

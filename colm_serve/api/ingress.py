@@ -10,7 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from colm_serve.accounting.ledger import HandleLedger
+from colm_serve.accounting.ledger import Ledger
+from colm_serve.accounting.stores import build_store
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.routes import create_api
 from colm_serve.client_model.handle import HandleClientLM
@@ -20,16 +21,24 @@ from colm_serve.service import RouterService, logger
 
 
 class RouterIngress:
-    def __init__(self, args: AppArgs | dict, client_model: Any, proxies: dict[str, Any], ledger: Any) -> None:
+    def __init__(self, args: AppArgs | dict, client_model: Any, proxies: dict[str, Any]) -> None:
         args = AppArgs.model_validate(args)
         servers = {s.name for s in args.servers}
         if set(proxies) != servers:
             raise ValueError(f"proxy handles {sorted(proxies)} do not match configured servers {sorted(servers)}")
+        self._ledger = Ledger(args.budgets, build_store(args.accounting))
         self.service = RouterService(
-            args, upstreams=HandleUpstreams(proxies), client=HandleClientLM(client_model), ledger=HandleLedger(ledger)
+            args, upstreams=HandleUpstreams(proxies), client=client_model and HandleClientLM(client_model),
+            ledger=self._ledger,
         )
         if not Authenticator(args.auth).enabled:
             logger.warning("no client API keys configured: /v1 accepts any caller (fine on 127.0.0.1, not beyond)")
+        # A replica takes traffic only once built: load the local encoder now, not on a request.
+        self.service.warm()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service)
+
+    async def __del__(self) -> None:
+        """Serve calls it on a graceful stop: settlements still queued are written first."""
+        await self._ledger.aclose()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from colm_serve import telemetry
 from colm_serve.api import responses
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.body_limit import BodyLimit
@@ -23,10 +24,13 @@ if TYPE_CHECKING:
     from colm_serve.service import RouterService
 
 ERRORS = {"default": {"model": ErrorBody, "description": "OpenAI-format error"}}
+# No caching, and no buffering in nginx-like proxies, so every chunk and keep-alive goes straight through.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def create_api(service: "RouterService") -> FastAPI:
     args = service.args
+    telemetry.setup()
     auth = Authenticator(args.auth)
     app = FastAPI(title="CoLM router", version="0.1.0", description="OpenAI-compatible CoLM collaboration API.",
                   responses=ERRORS)
@@ -38,23 +42,40 @@ def create_api(service: "RouterService") -> FastAPI:
         return service.models()
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
-    async def chat_completions(body: ChatCompletionRequest, authorization: str | None = Header(None)):
-        result = await service.chat(body, caller=auth.identify(authorization))
-        trace = body.options().trace
+    async def chat_completions(body: ChatCompletionRequest, request: Request, authorization: str | None = Header(None)):
+        opts = body.options()
+        span = telemetry.RequestSpan("colm.request", parent=request.headers, model=body.model, stream=body.stream,
+                                     strategy=opts.strategy)
+        try:
+            caller = auth.identify(authorization)
+            span.set(client=caller.label)
+            result = await span.task(service.chat(body, caller=caller))
+        except BaseException as exc:
+            span.end(exc)
+            raise
         if isinstance(result, Outcome):
-            resp = responses.completion(body.model, result, trace=trace)
+            span.set(**responses.span_attributes(result))
+            span.end()
+            resp = responses.completion(body.model, result, trace=opts.trace)
             return JSONResponse(resp.model_dump(mode="json", exclude_none=True), headers=responses.headers(result))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = responses.sse(body.model, result, trace=trace, include_usage=include_usage)
-        return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        stream = responses.sse(body.model, result, trace=opts.trace, include_usage=include_usage,
+                               progress=opts.progress, keepalive_s=args.router.keepalive_s, request=span)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
 
     @app.get("/v1/colm/stats")
     async def stats(authorization: str | None = Header(None)) -> dict:
-        auth.identify(authorization)
-        return await service.stats()
+        """Per-server and per-key counters; with auth on, a key sees only its own row unless it is an admin key."""
+        caller = auth.identify(authorization)
+        return await service.stats(only=None if caller.admin or not auth.enabled else caller.label)
 
     @app.get("/v1/colm/selectors")
     async def selectors() -> dict:
         return {"selectors": service.selector_names()}
+
+    @app.get("/v1/colm/strategies")
+    async def strategies() -> dict:
+        """Each strategy: which steps run on a server and which on the client model, and its bound on server tokens."""
+        return service.strategies()
 
     return app

@@ -18,7 +18,9 @@ from typing import Any, Callable
 from colm_serve.client_model import reaper
 from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
 from colm_serve.config import EngineConfig
+from colm_serve.deadline import Deadline
 from colm_serve.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
+from colm_serve.fairness import FairQueue
 
 logger = logging.getLogger("colm_serve.engine")
 
@@ -55,8 +57,10 @@ class LLMEngine:
         config: EngineConfig,
         *,
         default_max_tokens: int = 512,
+        queue_limit: int = 256,
         engine_factory: Callable[[EngineConfig, str], Any] | None = None,
         tokenizer_factory: Callable[[str], Any] | None = None,
+        reap: bool | None = None,
     ) -> None:
         self._config = config
         self._default_max_tokens = default_max_tokens
@@ -64,13 +68,17 @@ class LLMEngine:
         # Read by the CPU build when the engine process starts; ignored on GPU.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(config.kv_cache_space_gib))))
         logger.info("starting vLLM engine for %s", model)
+        # A replica killed outright cannot shut its engine down; its watcher stops every process
+        # the engine starts, then. By default only a Ray actor needs one (reaper.in_ray_actor).
+        reap = reaper.in_ray_actor() if reap is None else reap
+        self._reaper = reaper.guard() if reap else None
         self._tokenizer = (tokenizer_factory or _default_tokenizer_factory)(model)
-        before = reaper.snapshot()
         self._engine = (engine_factory or _default_engine_factory)(config, model)
-        # A replica killed outright cannot shut its engine down; the watcher does it then.
-        self._reaper = reaper.start(before, reaper.snapshot())
         # Generations in progress, and those their caller abandoned (client gone, deadline).
         self._in_flight, self._aborted = 0, 0
+        # The engine batches max_num_seqs at once and queues the rest first come, first served;
+        # this queue in front of it shares those slots fairly among client apps instead.
+        self._queue = FairQueue(max_concurrency=config.max_num_seqs, queue_limit=queue_limit)
 
     def _tokenize(self, req: GenerationRequest) -> tuple[list[int], int]:
         ids = self._template(req.messages, continue_final=req.continue_final_message)
@@ -120,10 +128,11 @@ class LLMEngine:
         params = self._sampling(req, max_tokens, delta)
         self._in_flight += 1
         try:
-            outputs = self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}")
-            async with aclosing(outputs):
-                async for out in outputs:
-                    yield out
+            async with self._queue.slot(req.client, req.weight, Deadline.from_wall(req.deadline)):
+                outputs = self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}")
+                async with aclosing(outputs):
+                    async for out in outputs:
+                        yield out
         except (asyncio.CancelledError, GeneratorExit):
             self._aborted += 1  # vLLM's generate() aborts the request as this unwinds through it
             raise
@@ -172,7 +181,7 @@ class LLMEngine:
 
     def stats(self) -> dict[str, int]:
         """Counters for tests and operators: a dropped stream must show up as aborted."""
-        return {"in_flight": self._in_flight, "aborted": self._aborted}
+        return {"in_flight": self._in_flight, "aborted": self._aborted, "waiting": self._queue.waiting}
 
     def max_model_len(self) -> int:
         return self._config.max_model_len
@@ -196,7 +205,7 @@ class LLMEngine:
                 logger.warning("vLLM engine shutdown failed", exc_info=True)
         watcher = getattr(self, "_reaper", None)
         if watcher is not None:
-            watcher.terminate()  # the engine is down; nothing is left for it to stop
+            watcher.stop()  # the engine is down; nothing is left for it to stop
 
 
 def _mean(total: float | None, count: int) -> float | None:

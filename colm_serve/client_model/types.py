@@ -16,6 +16,9 @@ class GenerationRequest(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
     request_id: str | None = None
+    client: str = Field("anonymous", description="Client app label: the engine's fair queue shares slots by it.")
+    weight: float = Field(1.0, gt=0, description="The client app's fair-share weight.")
+    deadline: float | None = Field(None, description="Absolute time.time() after which waiting for a slot is pointless.")
     min_tokens: int = Field(0, ge=0, description="Write at least this many tokens before an end of sequence.")
     ignore_eos: bool = Field(False, description="Write until max_tokens (benchmarks of worst-case lengths).")
     continue_final_message: bool = Field(
@@ -24,6 +27,9 @@ class GenerationRequest(BaseModel):
     logprobs: bool = Field(False, description="Report the completion's mean token log-probability.")
     structured: dict[str, Any] | None = Field(
         None, description="vLLM structured outputs: one of regex, choice, json (a schema), json_object, grammar."
+    )
+    trace_context: dict[str, str] | None = Field(
+        None, description="The caller's span as W3C trace-context headers (telemetry.inject())."
     )
 
 

@@ -1,41 +1,75 @@
-"""Up-front estimate of what a request will cost upstream, for budget admission.
+"""What a request may cost upstream, before it runs, and what the server alone would have cost.
 
-Deliberately conservative (full output budgets, the highest price among the specialists):
-a budget should refuse a request it might not afford rather than overrun.
+Bounds are deliberately conservative (every output cap written in full, drafts at their
+longest, the highest price among the specialists that could be picked): a budget should
+refuse a request it might not afford rather than overrun. The baseline is an estimate too
+(4 characters a token): the router does not have the server's tokenizer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from colm_serve.accounting.ledger import Estimate
-from colm_serve.collab.baselines import Target
-from colm_serve.config import AppArgs
-from colm_serve.protocol import ChatCompletionRequest
-
-PROMPT_OVERHEAD_TOKENS = 80  # system prompt and delimiters around each upstream call
+from colm_serve.config import AppArgs, SpecialistConfig
+from colm_serve.server_proxy.limits import CHARS_PER_TOKEN, message_tokens
 
 
-def estimate(args: AppArgs, target: Target, req: ChatCompletionRequest) -> Estimate:
-    prompt = sum(len(m.text()) for m in req.messages) // 4 + PROMPT_OVERHEAD_TOKENS
-    if target.kind == "client":
-        return Estimate()
-    if target.kind == "server":
-        out = req.output_limit() or 512
-        return Estimate(server_tokens=prompt + out, cost_usd=target.specialist.cost(prompt, out))
-    opts, g, r = req.options(), args.guidance, args.refinement
-    k = opts.top_k or args.selection.top_k
-    rounds = 1 + (r.iterations if opts.iterations is None else opts.iterations)
-    price_in = max(s.price_in_per_m for s in args.specialists)
-    price_out = max(s.price_out_per_m for s in args.specialists)
-    per_spec_in, per_spec_out = prompt, g.max_tokens
-    summary_in = prompt + k * g.max_tokens + r.client_max_tokens
-    fixed_in, fixed_out = rounds * summary_in, rounds * r.summary_max_tokens
-    if (opts.selector or args.selection.strategy) == "llm":
-        fixed_in, fixed_out = fixed_in + prompt + 40 * len(args.specialists), fixed_out + args.selection.max_tokens
-    per_spec_cost = (per_spec_in * price_in + per_spec_out * price_out) / 1e6
-    return Estimate(
-        server_tokens=fixed_in + fixed_out + k * (per_spec_in + per_spec_out),
-        cost_usd=(fixed_in * price_in + fixed_out * price_out) / 1e6 + k * per_spec_cost,
-        per_specialist_tokens=per_spec_in + per_spec_out,
-        per_specialist_cost=per_spec_cost,
-        specialists=k,
-    )
+@dataclass
+class Bound:
+    """Adds up server calls' worst cases; the guidance calls are counted apart, so a budget
+    that cannot pay for all of them can degrade to fewer specialists."""
+
+    tokens: int = 0
+    cost: float = 0.0
+    per_specialist_tokens: int = 0
+    per_specialist_cost: float = 0.0
+    specialists: int = 0
+    _calls: list[str] = field(default_factory=list)
+
+    def call(self, spec: SpecialistConfig, messages: list[dict], max_tokens: int, *, times: int = 1) -> "Bound":
+        prompt = message_tokens(messages)
+        self.tokens += times * (prompt + max_tokens)
+        self.cost += times * spec.cost(prompt, max_tokens)
+        return self
+
+    def specialist_calls(self, spec: SpecialistConfig, messages: list[dict], max_tokens: int, *, k: int) -> "Bound":
+        prompt = message_tokens(messages)
+        self.per_specialist_tokens = prompt + max_tokens
+        self.per_specialist_cost = spec.cost(prompt, max_tokens)
+        self.specialists = k
+        return self
+
+    def estimate(self) -> Estimate:
+        return Estimate(
+            server_tokens=self.tokens + self.specialists * self.per_specialist_tokens,
+            cost_usd=round(self.cost + self.specialists * self.per_specialist_cost, 10),
+            per_specialist_tokens=self.per_specialist_tokens,
+            per_specialist_cost=self.per_specialist_cost,
+            specialists=self.specialists,
+        )
+
+
+def priciest(args: AppArgs) -> SpecialistConfig:
+    """A stand-in for "whichever specialist is picked": the highest prices among them all."""
+    return args.specialists[0].model_copy(update={
+        "name": "priciest",
+        "price_in_per_m": max(s.price_in_per_m for s in args.specialists),
+        "price_cached_in_per_m": None,
+        "price_out_per_m": max(s.price_out_per_m for s in args.specialists),
+        "system_prompt": max((s.system_prompt for s in args.specialists), key=len),
+    })
+
+
+def longest_text(tokens: int) -> str:
+    """Placeholder text as long as `tokens` at the estimate's own rate, for bounding prompts."""
+    return "x" * (tokens * CHARS_PER_TOKEN)
+
+
+def server_alone(spec: SpecialistConfig, messages: list[dict], max_tokens: int) -> Estimate:
+    return Bound().call(spec, messages, max_tokens).estimate()
+
+
+def baseline_cost(spec: SpecialistConfig, messages: list[dict], answer: str) -> float:
+    """What `spec` alone would have charged: these messages in, an answer this long out."""
+    return round(spec.cost(message_tokens(messages), len(answer) // CHARS_PER_TOKEN), 10)

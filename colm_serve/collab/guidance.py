@@ -1,8 +1,9 @@
 """Guidance fan-out: the selected specialists are asked in parallel, with short budgets.
 
 A specialist that fails is replaced by the next-best one while reserves last. With a quorum
-the pipeline goes on once k answers are in; with a deadline it goes on with whatever has
-arrived by then. Stragglers are cancelled either way, so no upstream work is left orphaned.
+the step goes on once k answers are in; with a deadline it goes on with whatever has arrived
+by then. Stragglers are cancelled either way, so no upstream work is left orphaned. Every
+call is billed through the request context, an empty note included: the server wrote it.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from colm_serve.accounting.usage import billed_usage
+from colm_serve import telemetry
 from colm_serve.collab.context import RequestContext
 from colm_serve.config import GuidanceConfig, SpecialistConfig
 from colm_serve.errors import RateLimited, as_colm_error
-from colm_serve.protocol import GuidanceTrace, Usage
-from colm_serve.server_proxy.types import UpstreamReply, Upstreams
+from colm_serve.protocol import GuidanceTrace
+from colm_serve.server_proxy.types import UpstreamReply
 
 
 @dataclass
 class GuidanceResult:
     traces: list[GuidanceTrace] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
     refusals: list[RateLimited] = field(default_factory=list)
 
     def answers(self) -> dict[str, str]:
@@ -31,8 +31,8 @@ class GuidanceResult:
 
 
 class GuidanceFanout:
-    def __init__(self, *, upstreams: Upstreams, config: GuidanceConfig) -> None:
-        self._upstreams, self._cfg = upstreams, config
+    def __init__(self, *, config: GuidanceConfig) -> None:
+        self._cfg = config
 
     async def gather(
         self,
@@ -41,7 +41,9 @@ class GuidanceFanout:
         reserves: list[SpecialistConfig],
         messages_for: Callable[[SpecialistConfig], list[dict]],
         ctx: RequestContext,
+        on_note: Callable[[GuidanceTrace], None] = lambda trace: None,
     ) -> GuidanceResult:
+        """`on_note` sees each specialist's outcome as it lands (for streamed progress)."""
         started = time.time()
         limits = [d for d in (started + self._cfg.deadline_s if self._cfg.deadline_s else None, ctx.deadline) if d]
         deadline = min(limits) if limits else None
@@ -54,7 +56,7 @@ class GuidanceFanout:
         def launch(slot: str, spec: SpecialistConfig) -> None:
             call = ctx.call(spec, messages=messages_for(spec), max_tokens=self._cfg.max_tokens,
                             temperature=self._cfg.temperature, deadline=deadline)
-            pending[asyncio.create_task(self._upstreams.chat(call))] = (slot, spec, time.time())
+            pending[asyncio.create_task(_traced(ctx, spec, call))] = (slot, spec, time.time())
 
         for spec in selected:
             launch(spec.name, spec)
@@ -66,7 +68,8 @@ class GuidanceFanout:
                     break
                 for task in done:
                     slot, spec, t0 = pending.pop(task)
-                    self._record(task, slot, spec, t0, traces, result)
+                    _record(task, traces[slot], t0, result)
+                    on_note(traces[slot])
                     if traces[slot].error and reserves:
                         spare = reserves.pop(0)
                         traces[slot].replaced_by = spare.name
@@ -82,20 +85,27 @@ class GuidanceFanout:
         result.traces = list(traces.values())
         return result
 
-    @staticmethod
-    def _record(task: asyncio.Task, slot: str, spec: SpecialistConfig, t0: float, traces: dict, result: GuidanceResult) -> None:
-        trace = traces[slot]
-        trace.latency_s = round(time.time() - t0, 4)
-        if task.exception() is not None:
-            err = as_colm_error(task.exception())
-            trace.error = f"{err.type}: {err.message}"
-            if isinstance(err, RateLimited):
-                result.refusals.append(err)
-            return
-        reply: UpstreamReply = task.result()
-        if not reply.text.strip():
-            trace.error = "empty guidance"
-            return
-        trace.text, trace.completion_tokens = reply.text.strip(), reply.completion_tokens
-        trace.cached, trace.coalesced = reply.cached, reply.coalesced
-        result.usage = result.usage + billed_usage(reply)
+
+async def _traced(ctx: RequestContext, spec: SpecialistConfig, call) -> UpstreamReply:
+    with telemetry.span("colm.guidance", specialist=spec.name, server=spec.server) as span:
+        reply = await ctx.chat(call)
+        span.set(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                 cost_usd=reply.billed.cost_usd, cached=reply.cached, coalesced=reply.coalesced,
+                 retries=max(0, reply.attempts - 1))
+        return reply
+
+
+def _record(task: asyncio.Task, trace: GuidanceTrace, t0: float, result: GuidanceResult) -> None:
+    trace.latency_s = round(time.time() - t0, 4)
+    if task.exception() is not None:
+        err = as_colm_error(task.exception())
+        trace.error = f"{err.type}: {err.message}"
+        if isinstance(err, RateLimited):
+            result.refusals.append(err)
+        return
+    reply: UpstreamReply = task.result()
+    trace.cached, trace.coalesced, trace.completion_tokens = reply.cached, reply.coalesced, reply.completion_tokens
+    if not reply.text.strip():
+        trace.error = "empty guidance"  # billed all the same: the server spent the tokens
+        return
+    trace.text = reply.text.strip()

@@ -11,16 +11,14 @@ import asyncio
 import logging
 import re
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from colm_serve.accounting.usage import billed_usage
 from colm_serve.collab import prompts
 from colm_serve.collab.context import RequestContext
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import as_colm_error
-from colm_serve.protocol import Usage
-from colm_serve.server_proxy.types import Upstreams
 
 logger = logging.getLogger("colm_serve.selection")
 
@@ -34,7 +32,7 @@ class Selection:
     names: list[str]
     strategy: str
     fallback: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    scores: dict[str, float] = field(default_factory=dict)  # why, where a selector has a score
 
 
 class Selector(ABC):
@@ -57,16 +55,13 @@ class LLMSelector(Selector):
 
     name = "llm"
 
-    def __init__(self, *, upstreams: Upstreams, picker: SpecialistConfig, max_tokens: int = 32) -> None:
-        self._upstreams, self._picker, self._max_tokens = upstreams, picker, max_tokens
+    def __init__(self, *, picker: SpecialistConfig, max_tokens: int = 32) -> None:
+        self._picker, self._max_tokens = picker, max_tokens
 
     async def rank(self, question, candidates, k, ctx):
         messages = prompts.selection_messages(question, candidates, k)
-        reply = await self._upstreams.chat(
-            ctx.call(self._picker, messages=messages, max_tokens=self._max_tokens, temperature=0.0)
-        )
-        names = parse_names(reply.text, [c.name for c in candidates])
-        return Selection(names, self.name, usage=billed_usage(reply))
+        reply = await ctx.chat(ctx.call(self._picker, messages=messages, max_tokens=self._max_tokens, temperature=0.0))
+        return Selection(parse_names(reply.text, [c.name for c in candidates]), self.name)
 
 
 def parse_names(text: str, known: list[str]) -> list[str]:
@@ -80,31 +75,63 @@ def parse_names(text: str, known: list[str]) -> list[str]:
 
 
 class EmbeddingSelector(Selector):
-    """Cosine similarity of a local sentence embedding of the question and each description."""
+    """Cosine similarity of a local sentence embedding of the question and each description.
+
+    One thread owns the encoder: a fast tokenizer is not thread-safe ("Already borrowed"
+    under concurrent encodes), and questions that arrive while it is busy are encoded
+    together in one batch, which is also faster than one by one.
+    """
 
     name = "embedding"
 
     def __init__(self, *, model: str, encoder_factory: Callable[[str], object] | None = None) -> None:
         self._model, self._factory = model, encoder_factory or _load_sentence_encoder
         self._encoder = None
-        self._cache: dict[str, list[float]] = {}
-        self._lock = asyncio.Lock()
+        self._descriptions: dict[str, object] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colm-embedding")
+        self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._drainer: asyncio.Task | None = None
+
+    def warm(self) -> None:
+        """Load the encoder now (replica start, blocking), so the first request does not pay for it."""
+        self._thread.submit(self._encode_batch, ["warm-up"]).result()
 
     async def rank(self, question, candidates, k, ctx):
-        async with self._lock:
-            if self._encoder is None:
-                self._encoder = await asyncio.to_thread(self._factory, self._model)
-        scores = await asyncio.to_thread(self._scores, question, candidates)
-        ranked = sorted(zip(scores, range(len(candidates))), key=lambda p: (-p[0], p[1]))
-        return Selection([candidates[i].name for _, i in ranked], self.name)
+        missing = [c.description for c in candidates if c.description not in self._descriptions]
+        for text, vec in zip(missing, await asyncio.gather(*(self._encode(t) for t in missing))):
+            self._descriptions[text] = vec
+        q = await self._encode(question)
+        scores = {c.name: round(float(q @ self._descriptions[c.description]), 4) for c in candidates}
+        ranked = sorted(range(len(candidates)), key=lambda i: (-scores[candidates[i].name], i))
+        return Selection([candidates[i].name for i in ranked], self.name, scores=scores)
 
-    def _scores(self, question: str, candidates: list[SpecialistConfig]) -> list[float]:
-        missing = [c.description for c in candidates if c.description not in self._cache]
-        if missing:
-            for text, vec in zip(missing, self._encoder.encode(missing, normalize_embeddings=True)):
-                self._cache[text] = vec
-        q = self._encoder.encode([question], normalize_embeddings=True)[0]
-        return [float(q @ self._cache[c.description]) for c in candidates]
+    async def _encode(self, text: str) -> object:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((text, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                vectors = await loop.run_in_executor(self._thread, self._encode_batch, [text for text, _ in batch])
+            except Exception as exc:  # every caller in the batch gets the error; select() falls back
+                vectors = [exc] * len(batch)
+            for (_, future), vec in zip(batch, vectors):
+                if future.done():
+                    continue
+                if isinstance(vec, Exception):
+                    future.set_exception(vec)
+                else:
+                    future.set_result(vec)
+
+    def _encode_batch(self, texts: list[str]) -> list:
+        if self._encoder is None:
+            self._encoder = self._factory(self._model)
+        return list(self._encoder.encode(texts, normalize_embeddings=True))
 
 
 def _load_sentence_encoder(model: str) -> object:

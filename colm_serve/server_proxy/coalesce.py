@@ -32,13 +32,26 @@ def call_key(call: UpstreamCall) -> str:
 class _Flight(Generic[T]):
     task: asyncio.Task
     waiters: int = 0
+    recipients: int = 0  # how many callers were waiting when it landed: they share its bill
+
+
+@dataclass(frozen=True)
+class Landed(Generic[T]):
+    """A flight's result as one caller got it: whether it joined someone else's flight, and
+    how many callers received the same result (each pays 1/`shared` of it)."""
+
+    result: T
+    joined: bool
+    shared: int
 
 
 class SingleFlight(Generic[T]):
     """Concurrent callers with one key share one run of the work.
 
-    The work runs as its own task so one caller's cancellation or deadline does not end it
-    for the others; when the last caller leaves, the work is cancelled.
+    The work runs as its own task, with no deadline of its own: each caller waits until its
+    own deadline, and the work goes on while anyone still waits. So a caller that leaves
+    (its deadline, a disconnect) ends nothing for the others, and a follower with 300 s left
+    outlives a leader with 2 s. When the last caller leaves, the work is cancelled.
     """
 
     def __init__(self) -> None:
@@ -47,15 +60,15 @@ class SingleFlight(Generic[T]):
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def run(self, key: str, work: Callable[[], Awaitable[T]], *, deadline: Deadline) -> tuple[T, bool]:
-        """Returns the result and whether this caller joined someone else's flight."""
+    async def run(self, key: str, work: Callable[[], Awaitable[T]], *, deadline: Deadline) -> Landed[T]:
         flight = self._flights.get(key)
         joined = flight is not None
         if flight is None:
             flight = self._start(key, work)
         flight.waiters += 1
         try:
-            return await deadline.wait(asyncio.shield(flight.task), "waiting for the upstream"), joined
+            result = await deadline.wait(asyncio.shield(flight.task), "waiting for the upstream")
+            return Landed(result, joined, max(1, flight.recipients))
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
@@ -66,6 +79,8 @@ class SingleFlight(Generic[T]):
         self._flights[key] = flight
 
         def _landed(task: asyncio.Task) -> None:
+            # Runs before any waiter resumes: the callers still waiting now are the recipients.
+            flight.recipients = flight.waiters
             if self._flights.get(key) is flight:
                 del self._flights[key]
             if not task.cancelled():

@@ -88,8 +88,13 @@ class RateLimits:
 
 def estimate_tokens(call: UpstreamCall) -> int:
     """Prompt tokens guessed from the text, plus the completion budget: what tpm must cover."""
+    return message_tokens(call.messages) + call.max_tokens
+
+
+def message_tokens(messages: list[dict]) -> int:
+    """Prompt tokens guessed from chat messages' text (4 characters a token), images at a flat rate."""
     prompt = 0
-    for message in call.messages:
+    for message in messages:
         prompt += TOKENS_PER_MESSAGE
         content = message.get("content")
         if isinstance(content, str):
@@ -98,4 +103,4 @@ def estimate_tokens(call: UpstreamCall) -> int:
         for part in content or []:
             text = part.get("text") if isinstance(part, dict) else None
             prompt += len(text) // CHARS_PER_TOKEN if isinstance(text, str) else TOKENS_PER_NON_TEXT_PART
-    return prompt + call.max_tokens
+    return prompt

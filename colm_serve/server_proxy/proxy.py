@@ -10,36 +10,50 @@ admission queue -> retry loop, whose every attempt takes rpm/tpm tokens before i
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 
 import openai
 
+from colm_serve import telemetry
 from colm_serve.config import ServerConfig
 from colm_serve.deadline import Deadline
-from colm_serve.errors import InvalidRequest
+from colm_serve.errors import ColmError, InvalidRequest
+from colm_serve.fairness import FairQueue
+from colm_serve.protocol import Usage
+from colm_serve.server_proxy.billing import Billing, SpendSink, worst_case
 from colm_serve.server_proxy.breaker import CircuitBreaker
 from colm_serve.server_proxy.coalesce import ResponseCache, SingleFlight, call_key
-from colm_serve.server_proxy.fairness import FairQueue
 from colm_serve.server_proxy.limits import RateLimits, estimate_tokens
 from colm_serve.server_proxy.metrics import METRICS_SINKS, MetricsSink
-from colm_serve.server_proxy.retry import RetryLoop
+from colm_serve.server_proxy.retry import AttemptMeter, RetryLoop
 from colm_serve.server_proxy.stats import BREAKER_LEVEL, ProxyStats
 from colm_serve.server_proxy.streaming import OpenStream, StreamTally, relay
-from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamReply
+from colm_serve.server_proxy.types import (
+    UpstreamCall,
+    UpstreamDelta,
+    UpstreamReply,
+    cached_prompt_tokens,
+)
 
 logger = logging.getLogger("colm_serve.server_proxy")
+T = TypeVar("T")
 
 class ServerProxy:
     """One upstream server's proxy: fairness, limits, retries, breaker, coalescing, cache, stats.
 
     `server` may arrive as a dict once it has crossed a Ray boundary. Injected for tests:
     `client` (the openai SDK client), `clock`, `metrics` (a MetricsSink or a name in
-    METRICS_SINKS; the app deploys it with "ray") and `rng` (backoff jitter).
+    METRICS_SINKS; the app deploys it with "ray") and `rng` (backoff jitter). `spend_sink`
+    records spend no caller will be billed for (see billing.py); the app passes a factory,
+    called here, since a live ledger cannot cross a Ray boundary.
     """
 
     def __init__(
@@ -50,7 +64,9 @@ class ServerProxy:
         clock: Callable[[], float] = time.monotonic,
         metrics: MetricsSink | str = "null",
         rng: random.Random | None = None,
+        spend_sink: Callable[[], SpendSink] | SpendSink | None = None,
     ) -> None:
+        telemetry.setup()
         server = ServerConfig.model_validate(server) if isinstance(server, dict) else server
         self.server = server
         metrics = METRICS_SINKS[metrics]() if isinstance(metrics, str) else metrics
@@ -71,6 +87,7 @@ class ServerProxy:
         self._coalesce = server.coalesce
         self._flights: SingleFlight[UpstreamReply] = SingleFlight()
         self._cache = ResponseCache(ttl_s=server.cache_ttl_s, max_entries=server.cache_max_entries, clock=clock)
+        self._billing = Billing(self._stats, _sink(spend_sink))
 
     # -- the API -----------------------------------------------------------------------
 
@@ -78,30 +95,44 @@ class ServerProxy:
         self._check_server(call)
         started = self._clock()
         self._stats.add(call.client, requests=1)
-        try:
-            return await self._answer(call, started)
-        except Exception:
-            self._stats.add(call.client, errors=1)
-            raise
+        with telemetry.extract(call.trace_context), telemetry.span("proxy.chat", **_call_fields(call)) as span:
+            try:
+                reply = await self._answer(call, started)
+            except Exception:
+                self._stats.add(call.client, errors=1)
+                raise
+            span.set(cached=reply.cached, coalesced=reply.coalesced, attempts=reply.attempts,
+                     retries=max(0, reply.attempts - 1), prompt_tokens=reply.prompt_tokens,
+                     completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, finish_reason=reply.finish_reason)
+            return reply
 
     async def chat_stream(self, call: UpstreamCall) -> AsyncIterator[UpstreamDelta]:
         """Through a handle: `handle.options(stream=True).chat_stream.remote(call)`."""
         self._check_server(call)
         self._stats.add(call.client, requests=1)
         deadline = Deadline.from_wall(call.deadline, clock=self._clock)
-        try:
-            self._breaker.check()
-            async with self._queue.slot(call.client, call.weight, deadline):
-                opened, _ = await self._retry.run(
-                    lambda n: self._open_stream(call, n, deadline), deadline=deadline
-                )
-                tally = StreamTally()
-                async for delta in relay(opened, tally=tally, deadline=deadline, breaker=self._breaker):
-                    yield delta
-            yield self._stream_end(call, tally)
-        except Exception:
-            self._stats.add(call.client, errors=1)
-            raise
+        with telemetry.extract(call.trace_context), telemetry.span("proxy.chat_stream", **_call_fields(call)) as span:
+            meter, tally, ended = self._billing.meter(call), StreamTally(), False
+            try:
+                self._breaker.check()
+                async with self._admitted(call, deadline):
+                    opened, attempts = await self._retry.run(
+                        lambda n: _attempt_span(n, self._open_stream(call, n, deadline, meter)), deadline=deadline,
+                        meter=meter,
+                    )
+                    tally.opened = True
+                    async for delta in relay(opened, tally=tally, deadline=deadline, breaker=self._breaker):
+                        yield delta
+                end, ended = self._stream_end(call, tally, lost=meter.lost), True
+                span.set(attempts=attempts, retries=attempts - 1, prompt_tokens=end.prompt_tokens,
+                         completion_tokens=end.completion_tokens, cost_usd=end.cost_usd, finish_reason=end.finish_reason)
+                yield end
+            except Exception:
+                self._stats.add(call.client, errors=1)
+                raise
+            finally:
+                if not ended:  # the reader left, or the stream broke: no end delta carries the bill
+                    self._billing.unclaimed(call.client, self._abandoned(call, tally, meter))
 
     def stats(self) -> dict[str, Any]:
         return self._stats.snapshot(
@@ -121,6 +152,7 @@ class ServerProxy:
             )
 
     async def aclose(self) -> None:
+        await self._billing.aclose()
         await self._client.close()
 
     # -- non-streaming path ------------------------------------------------------------
@@ -130,29 +162,48 @@ class ServerProxy:
         deadline.check("arriving at the server proxy")
         key = call_key(call)
         if self._cacheable(call) and (hit := self._cache.get(key)) is not None:
-            return self._shared(call, hit, started, kind="cache_hits")
+            return self._cached(call, hit, started)
         if not self._coalesce:
-            return await self._fetch(call, key, deadline, started)
-        reply, joined = await self._flights.run(
-            key, lambda: self._fetch(call, key, deadline, started), deadline=deadline
-        )
-        return self._shared(call, reply, started, kind="coalesced") if joined else reply
+            return await self._fetch(call, key, deadline, started, own=True)
+        # The flight has no deadline of its own: each caller waits until its own, and the
+        # work goes on while anyone waits (a follower outlives a leader with a shorter one).
+        forever = Deadline(None, clock=self._clock)
+        landed = await self._flights.run(key, lambda: self._fetch(call, key, forever, started, own=False), deadline=deadline)
+        reply = self._billing.landed(landed.result, landed)
+        if landed.joined:
+            self._stats.add(call.client, coalesced=1, saved_tokens=reply.prompt_tokens + reply.completion_tokens)
+        return reply
 
-    async def _fetch(self, call: UpstreamCall, key: str, deadline: Deadline, started: float) -> UpstreamReply:
+    async def _fetch(self, call: UpstreamCall, key: str, deadline: Deadline, started: float, *, own: bool) -> UpstreamReply:
+        """One upstream request with its retries. `own`: its one caller hears every outcome, so a
+        failure's lost attempts ride on the error; a coalesced flight's failure may reach many
+        callers, so they are recorded once, to the caller that started it."""
         self._breaker.check()
-        async with self._queue.slot(call.client, call.weight, deadline):
-            completion, attempts = await self._retry.run(lambda n: self._attempt(call, n, deadline), deadline=deadline)
-        reply = self._to_reply(call, completion, attempts=attempts, started=started)
-        spent = reply.prompt_tokens + reply.completion_tokens
-        self._stats.add(call.client, server_tokens=spent, cost_usd=reply.cost_usd)
+        meter = self._billing.meter(call)
+        try:
+            async with self._admitted(call, deadline):
+                completion, attempts = await self._retry.run(
+                    lambda n: _attempt_span(n, self._attempt(call, n, deadline, meter)), deadline=deadline, meter=meter
+                )
+        except ColmError as err:
+            if not own and err.billed is not None:
+                self._billing.unclaimed(call.client, err.billed)
+                err.billed = None
+            raise
+        except asyncio.CancelledError:  # every caller left: an attempt already sent is spent all the same
+            self._billing.unclaimed(call.client, meter.lost)
+            raise
+        reply = self._to_reply(call, completion, attempts=attempts, started=started, lost=meter.lost)
+        self._stats.add(call.client, server_tokens=reply.billed.server_tokens, cost_usd=reply.billed.cost_usd)
         if self._cacheable(call):
             self._cache.put(key, reply)
         return reply
 
-    async def _attempt(self, call: UpstreamCall, n: int, deadline: Deadline) -> Any:
+    async def _attempt(self, call: UpstreamCall, n: int, deadline: Deadline, meter: AttemptMeter) -> Any:
         estimate = estimate_tokens(call)
         await self._limits.acquire(estimate, deadline)
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
+        meter.sent()
         completion = await self._client.chat.completions.create(
             **self._params(call), timeout=deadline.cap(self.server.timeout_s)
         )
@@ -160,36 +211,41 @@ class ServerProxy:
         self._limits.settle(estimated=estimate, actual=usage.total_tokens if usage else estimate)
         return completion
 
-    def _to_reply(self, call: UpstreamCall, completion: Any, *, attempts: int, started: float) -> UpstreamReply:
+    def _to_reply(self, call: UpstreamCall, completion: Any, *, attempts: int, started: float, lost: Usage) -> UpstreamReply:
         choice = completion.choices[0] if completion.choices else None
-        if completion.usage is None:
-            logger.warning("upstream %s sent no usage; estimating tokens", call.server)
-        prompt = completion.usage.prompt_tokens if completion.usage else estimate_tokens(call) - call.max_tokens
         text = (choice.message.content if choice else None) or ""
-        done = completion.usage.completion_tokens if completion.usage else len(text) // 4
+        usage = completion.usage
+        if usage is None:
+            logger.warning("upstream %s sent no usage; estimating tokens", call.server)
+        prompt = usage.prompt_tokens if usage else estimate_tokens(call) - call.max_tokens
+        done = usage.completion_tokens if usage else len(text) // 4
+        cached = cached_prompt_tokens(usage)
+        billed = call.spend(prompt, done, cached, estimated=usage is None) + lost
         return UpstreamReply(
             text=text,
             prompt_tokens=prompt,
+            cached_prompt_tokens=cached,
             completion_tokens=done,
+            billed=billed,
             finish_reason=choice.finish_reason if choice else None,
             attempts=attempts,
             latency_s=self._clock() - started,
-            cost_usd=call.cost(prompt, done),
+            cost_usd=billed.cost_usd,
         )
 
-    def _shared(self, call: UpstreamCall, reply: UpstreamReply, started: float, *, kind: str) -> UpstreamReply:
-        """A reply this call got without its own upstream request: it cost nothing."""
-        self._stats.add(call.client, **{kind: 1}, saved_tokens=reply.prompt_tokens + reply.completion_tokens)
-        flag = "cached" if kind == "cache_hits" else "coalesced"
+    def _cached(self, call: UpstreamCall, reply: UpstreamReply, started: float) -> UpstreamReply:
+        """A reply from the cache: no upstream request, so nothing to bill."""
+        self._stats.add(call.client, cache_hits=1, saved_tokens=reply.prompt_tokens + reply.completion_tokens)
         return reply.model_copy(
-            update={flag: True, "cost_usd": 0.0, "attempts": 0, "latency_s": self._clock() - started}
+            update={"cached": True, "cost_usd": 0.0, "billed": Usage(), "attempts": 0, "latency_s": self._clock() - started}
         )
 
     # -- streaming path ----------------------------------------------------------------
 
-    async def _open_stream(self, call: UpstreamCall, n: int, deadline: Deadline) -> OpenStream:
+    async def _open_stream(self, call: UpstreamCall, n: int, deadline: Deadline, meter: AttemptMeter) -> OpenStream:
         await self._limits.acquire(estimate_tokens(call), deadline)
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
+        meter.sent()
         stream = await self._client.chat.completions.create(
             **self._params(call),
             stream=True,
@@ -204,20 +260,39 @@ class ServerProxy:
             raise
         return OpenStream(stream=stream, chunks=chunks, first=first)
 
-    def _stream_end(self, call: UpstreamCall, tally: StreamTally) -> UpstreamDelta:
+    def _stream_end(self, call: UpstreamCall, tally: StreamTally, *, lost: Usage) -> UpstreamDelta:
         tally.settle(call)
-        cost = call.cost(tally.prompt_tokens, tally.completion_tokens)
+        billed = call.spend(tally.prompt_tokens, tally.completion_tokens, tally.cached_prompt_tokens,
+                            estimated=not tally.reported) + lost
         spent = tally.prompt_tokens + tally.completion_tokens
         self._limits.settle(estimated=estimate_tokens(call), actual=spent)
-        self._stats.add(call.client, server_tokens=spent, cost_usd=cost)
+        self._stats.add(call.client, server_tokens=spent, cost_usd=billed.cost_usd)
         return UpstreamDelta(
             prompt_tokens=tally.prompt_tokens,
             completion_tokens=tally.completion_tokens,
             finish_reason=tally.finish_reason,
-            cost_usd=cost,
+            cost_usd=billed.cost_usd,
+            billed=billed,
         )
 
+    @staticmethod
+    def _abandoned(call: UpstreamCall, tally: StreamTally, meter: AttemptMeter) -> Usage:
+        """A stream that ended early: the provider goes on writing to its cap; we bill the worst
+        case, or what it reported if its usage already came, plus attempts lost before it."""
+        if not tally.opened:
+            return meter.lost  # no stream was open: only attempts lost on the way count
+        spent = call.spend(tally.prompt_tokens, tally.completion_tokens) if tally.reported else worst_case(call)
+        return spent + meter.lost
+
     # -- helpers -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _admitted(self, call: UpstreamCall, deadline: Deadline) -> AsyncIterator[None]:
+        """A slot in the fair queue; the wait for it is the `proxy.queue` span."""
+        async with AsyncExitStack() as stack:
+            with telemetry.span("proxy.queue", waiting=self._queue.waiting, in_flight=self._queue.in_flight):
+                await stack.enter_async_context(self._queue.slot(call.client, call.weight, deadline))
+            yield
 
     def _check_server(self, call: UpstreamCall) -> None:
         if call.server != self.server.name:
@@ -235,7 +310,7 @@ class ServerProxy:
             "max_tokens": call.max_tokens,
             "temperature": call.temperature,
         }
-        optional = {"top_p": call.top_p, "seed": call.seed, "stop": call.stop}
+        optional = {"top_p": call.top_p, "seed": call.seed, "stop": call.stop, "extra_body": call.extra_body}
         params.update({k: v for k, v in optional.items() if v is not None})
         return params
 
@@ -253,3 +328,20 @@ class ServerProxy:
     def _breaker_moved(self, state: str) -> None:
         logger.warning("server %s: circuit breaker is now %s", self.server.name, state)
         self._stats.gauge("breaker_state", BREAKER_LEVEL[state])
+
+
+def _sink(given: Callable[[], SpendSink] | SpendSink | None) -> SpendSink | None:
+    """A sink is an async function; anything else is a factory that makes one (what crosses Ray)."""
+    if given is None or inspect.iscoroutinefunction(given) or inspect.iscoroutinefunction(getattr(given, "__call__", None)):
+        return given
+    return given()
+
+
+def _call_fields(call: UpstreamCall) -> dict[str, Any]:
+    return {"server": call.server, "model": call.model, "client": call.client, "max_tokens": call.max_tokens}
+
+
+async def _attempt_span(n: int, attempt: Awaitable[T]) -> T:
+    """One attempt at the upstream, its rate-limit wait included, as a `proxy.attempt` span."""
+    with telemetry.span("proxy.attempt", attempt=n):
+        return await attempt

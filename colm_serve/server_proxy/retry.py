@@ -22,7 +22,8 @@ import openai
 
 from colm_serve.config import RetryPolicy
 from colm_serve.deadline import Deadline
-from colm_serve.errors import DeadlineExceeded, UpstreamError
+from colm_serve.errors import ColmError, DeadlineExceeded, UpstreamError
+from colm_serve.protocol import Usage
 from colm_serve.server_proxy.breaker import CircuitBreaker
 
 logger = logging.getLogger("colm_serve.server_proxy")
@@ -106,6 +107,29 @@ def _upstream_error(failure: Failure, attempts: int) -> UpstreamError:
 
 
 @dataclass
+class AttemptMeter:
+    """Spend of attempts that brought back no answer but were most likely billed all the same.
+
+    An attempt that timed out, or that we abandoned (deadline, cancellation) after it was
+    sent, was probably run to its end by the provider, which bills for it: it is counted at
+    its estimate (the prompt plus the whole output cap), marked as estimated. The proxy calls
+    `sent()` just before a request goes out, so waiting for a rate limit costs nothing.
+    """
+
+    estimate: Callable[[], Usage] = Usage
+    lost: Usage = field(default_factory=Usage)
+    in_flight: bool = False
+
+    def sent(self) -> None:
+        self.in_flight = True
+
+    def ended(self, *, billed: bool) -> None:
+        if self.in_flight and billed:
+            self.lost = self.lost + self.estimate()
+        self.in_flight = False
+
+
+@dataclass
 class RetryLoop:
     policy: RetryPolicy
     breaker: CircuitBreaker
@@ -113,21 +137,36 @@ class RetryLoop:
     secrets: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=random.Random)
 
-    async def run(self, attempt: Callable[[int], Awaitable[T]], *, deadline: Deadline) -> tuple[T, int]:
-        """Run `attempt(n)` until it succeeds; returns its result and the attempts made."""
+    async def run(
+        self, attempt: Callable[[int], Awaitable[T]], *, deadline: Deadline, meter: AttemptMeter | None = None
+    ) -> tuple[T, int]:
+        """Run `attempt(n)` until it succeeds; returns its result and the attempts made. The
+        error that ends it carries (`billed`) what its lost attempts cost, as `meter` has it."""
+        meter = meter or AttemptMeter()
+        try:
+            return await self._attempts(attempt, deadline, meter)
+        except ColmError as err:
+            if meter.lost.server_tokens:
+                err.billed = meter.lost if err.billed is None else err.billed + meter.lost
+            raise
+
+    async def _attempts(self, attempt: Callable[[int], Awaitable[T]], deadline: Deadline, meter: AttemptMeter) -> tuple[T, int]:
         for n in range(1, self.policy.max_attempts + 1):
             deadline.check("calling the upstream")
             self.breaker.acquire()
             try:
                 result = await attempt(n)
             except (openai.APIError, TimeoutError) as exc:
+                meter.ended(billed=isinstance(exc, (openai.APITimeoutError, TimeoutError)) or deadline.expired())
                 failure = self._judge(exc, deadline)
                 self._give_up_if_final(failure, n)
                 await self._backoff(failure, n, deadline)
                 continue
             except BaseException:
+                meter.ended(billed=True)  # cancelled after it was sent: the provider goes on
                 self.breaker.release()
                 raise
+            meter.ended(billed=False)  # its usage comes with the answer
             self.breaker.success()
             return result, n
         raise AssertionError("unreachable: the last attempt raises")

@@ -13,7 +13,11 @@ from colm_serve.deadline import Deadline
 from colm_serve.errors import UpstreamError
 from colm_serve.server_proxy.breaker import CircuitBreaker
 from colm_serve.server_proxy.limits import estimate_tokens
-from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta
+from colm_serve.server_proxy.types import (
+    UpstreamCall,
+    UpstreamDelta,
+    cached_prompt_tokens,
+)
 
 logger = logging.getLogger("colm_serve.server_proxy")
 
@@ -30,14 +34,17 @@ class OpenStream:
 @dataclass
 class StreamTally:
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     pieces: int = 0
     finish_reason: str | None = None
     reported: bool = False
+    opened: bool = False  # the upstream accepted the request and began to stream
 
     def take(self, chunk: Any) -> UpstreamDelta | None:
         if chunk.usage is not None:
             self.prompt_tokens = chunk.usage.prompt_tokens
+            self.cached_prompt_tokens = cached_prompt_tokens(chunk.usage)
             self.completion_tokens = chunk.usage.completion_tokens
             self.reported = True
         if not chunk.choices:

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from colm_serve.protocol import Usage
+
 
 class UpstreamCall(BaseModel):
     """One chat completion at one upstream server, on behalf of one client app."""
@@ -23,20 +25,45 @@ class UpstreamCall(BaseModel):
     weight: float = Field(1.0, gt=0, description="The client's fair-share weight.")
     cache: bool = Field(True, description="May be answered from the response cache.")
     deadline: float | None = Field(None, description="Absolute time.time() after which to give up.")
+    extra_body: dict | None = Field(None, description="Provider extensions sent as they are, e.g. vLLM's ignore_eos.")
+    trace_context: dict[str, str] | None = Field(
+        None, description="The caller's span as W3C trace-context headers (telemetry.inject()); not part of any cache key."
+    )
     price_in_per_m: float = 0.0
+    price_cached_in_per_m: float | None = None
     price_out_per_m: float = 0.0
 
     def deterministic(self) -> bool:
         return self.temperature == 0 or self.seed is not None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0) -> float:
+        cached_price = self.price_in_per_m if self.price_cached_in_per_m is None else self.price_cached_in_per_m
+        fresh = prompt_tokens - cached_prompt_tokens
+        return (fresh * self.price_in_per_m + cached_prompt_tokens * cached_price + completion_tokens * self.price_out_per_m) / 1e6
+
+    def spend(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0, *, estimated: bool = False) -> Usage:
+        """What the provider bills for one attempt with these counts, as server usage."""
+        return Usage(
+            server_prompt_tokens=prompt_tokens,
+            server_cached_prompt_tokens=cached_prompt_tokens,
+            server_completion_tokens=completion_tokens,
+            server_estimated_tokens=prompt_tokens + completion_tokens if estimated else 0,
+            cost_usd=round(self.cost(prompt_tokens, completion_tokens, cached_prompt_tokens), 10),
+        )
 
 
 class UpstreamReply(BaseModel):
+    """The answer, its own token counts, and `billed`: what the caller that got it is billed.
+
+    `billed` covers every attempt the caller caused (a retried timeout included) and is zero
+    for a cache hit; coalesced callers share one upstream request's bill.
+    """
+
     text: str
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
+    billed: Usage = Field(default_factory=Usage)
     finish_reason: str | None = None
     cached: bool = False
     coalesced: bool = False
@@ -46,13 +73,14 @@ class UpstreamReply(BaseModel):
 
 
 class UpstreamDelta(BaseModel):
-    """One streamed piece of a pass-through call; the last carries the counts."""
+    """One streamed piece of a pass-through call; the last carries the counts and the bill."""
 
     text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
     cost_usd: float = 0.0
+    billed: Usage | None = None
 
 
 class Upstreams(Protocol):
@@ -61,3 +89,16 @@ class Upstreams(Protocol):
     async def chat(self, call: UpstreamCall) -> UpstreamReply: ...
 
     def chat_stream(self, call: UpstreamCall) -> AsyncIterator[UpstreamDelta]: ...
+
+
+def cached_prompt_tokens(usage: object | None) -> int:
+    """Prompt tokens a provider served from its prefix cache: OpenAI's (and vLLM's)
+    `prompt_tokens_details.cached_tokens`, or DeepSeek's `prompt_cache_hit_tokens`."""
+    if usage is None:
+        return 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if cached is None:
+        extra = getattr(usage, "model_extra", None) or {}
+        cached = extra.get("prompt_cache_hit_tokens")
+    return int(cached or 0)

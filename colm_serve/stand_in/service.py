@@ -87,9 +87,12 @@ class StandInService:
         app = FastAPI(title="CoLM embedded upstream", description="OpenAI-compatible server over a local vLLM model.")
         install_error_handlers(app)
 
-        @app.get("/v1/models", response_model=ModelList)
+        @app.get("/v1/models", response_model=ModelList, response_model_exclude_none=True)
         async def models() -> ModelList:
-            return ModelList(data=[ModelCard(id=m, owned_by="local") for m in self._args.served_models])
+            # `max_model_len` as vLLM's server lists it: clients fit their max_tokens into it.
+            length = self._args.engine.max_model_len
+            return ModelList(data=[ModelCard(id=m, owned_by="local", max_model_len=length)
+                                   for m in self._args.served_models])
 
         @app.post("/v1/chat/completions")
         async def chat(body: StandInRequest):

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from colm_serve.accounting.ledger import Ledger
+from colm_serve.accounting.stores import MemoryStore
 from colm_serve.api.auth import hash_key
 from colm_serve.api.routes import create_api
 from colm_serve.collab.selection import AllSelector
@@ -41,10 +42,10 @@ BAD_INPUT = [
 ]
 
 
-def _service(**auth):
-    args = app_args(router={"max_body_bytes": 4096}, **({"auth": auth} if auth else {}))
-    ups = FakeUpstreams(reply=lambda call: "math, code")
-    return RouterService(args, ledger=Ledger(args.budgets), upstreams=ups, client=FakeClient(), selectors={"llm": AllSelector(), "all": AllSelector()})
+def _service(*, router: dict | None = None, upstreams: FakeUpstreams | None = None, **auth):
+    args = app_args(router={"max_body_bytes": 4096, **(router or {})}, **({"auth": auth} if auth else {}))
+    ups = upstreams or FakeUpstreams(reply=lambda call: "math, code")
+    return RouterService(args, ledger=Ledger(args.budgets, MemoryStore()), upstreams=ups, client=FakeClient(), selectors={"llm": AllSelector(), "all": AllSelector()})
 
 
 @pytest.fixture

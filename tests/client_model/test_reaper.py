@@ -1,119 +1,204 @@
-"""The engine-process reaper, with real processes: a stand-in replica builds an LLMEngine whose
-engine factory starts a stand-in engine process, and is then killed the way Ray kills replicas."""
+"""The engine-process reaper, with real processes and no Ray: a stand-in replica builds an
+LLMEngine whose injected engine starts a tree of stand-in engine processes, some of them late,
+and the replica is then killed the way Ray kills replicas (SIGKILL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
 from colm_serve.client_model import reaper
+from colm_serve.client_model.engine import LLMEngine
+from colm_serve.config import EngineConfig
 
-REPLICA = textwrap.dedent("""
-    import subprocess, sys, time
-    from colm_serve.client_model.engine import LLMEngine
-    from colm_serve.config import EngineConfig
+STARTED_S = 60.0  # the replica imports the app's config models: slow on a loaded 2-core host
+REAPED_S = 30.0  # watcher poll 0.5 s + SIGTERM grace 5 s, with room for a loaded host
 
-    class Engine:  # owns a process, as vLLM's AsyncLLM owns its EngineCore
-        def __init__(self):
-            self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+# A stand-in engine process: records its pid, starts its children (some late), then idles.
+# Like vLLM's EngineCore, which starts workers; a worker starts a child of its own; one process
+# ignores SIGTERM, so only the watcher's SIGKILL stops it.
+NODE = """
+import os, signal, subprocess, sys, time
+from pathlib import Path
 
-        def shutdown(self):
-            pass  # leaves the process running: the test checks that only the reaper stops it
+CHILDREN = {"core": [(0, "worker"), (0, "stubborn"), (3.0, "late")], "worker": [(0, "worker-child")]}
+role, out = sys.argv[1], Path(sys.argv[2])
+if role == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+(out / f".{role}").write_text(str(os.getpid()))
+(out / f".{role}").rename(out / role)
+for delay, child in CHILDREN.get(role, []):
+    time.sleep(delay)
+    subprocess.Popen([sys.executable, __file__, child, str(out)])
+time.sleep(120)
+"""
 
-    llm = LLMEngine(EngineConfig(), engine_factory=lambda cfg, model: Engine(), tokenizer_factory=lambda model: None)
-    watcher = llm._reaper
-    print(llm._engine.proc.pid, watcher.pid, flush=True)
-    if sys.argv[1] == "graceful":
-        del llm  # what Serve does on a graceful replica stop
-        watcher.wait()
-        print("stopped", flush=True)
-    time.sleep(300)
-""")
+# The stand-in replica: builds the engine through LLMEngine, the code path of the real replica.
+REPLICA = """
+import os, subprocess, sys, threading, time
+from pathlib import Path
+from colm_serve.client_model.engine import LLMEngine
+from colm_serve.config import EngineConfig
+
+mode, out = sys.argv[1], Path(sys.argv[2])
+
+def mark(name, text):
+    (out / f".{name}").write_text(text)
+    (out / f".{name}").rename(out / name)
+
+def start(role):
+    return subprocess.Popen([sys.executable, str(out / "node.py"), role, str(out)])
+
+class Engine:  # owns processes, as vLLM's AsyncLLM owns its EngineCore
+    def __init__(self):
+        self.core = start("core" if mode == "killed" else "solo")
+        if mode == "killed":  # the replica process itself starts one more, later
+            threading.Timer(1.5, start, ["replica-late"]).start()
+
+    def shutdown(self):  # leaves its process running: only a watcher could stop it now
+        mark("shutdown", "")
+
+llm = LLMEngine(EngineConfig(), engine_factory=lambda cfg, model: Engine(), tokenizer_factory=lambda model: None,
+                reap=True)
+mark("watcher", str(llm._reaper.proc.pid))
+mark("replica", str(os.getpid()))
+if mode == "graceful":
+    while not (out / "stop").exists():
+        time.sleep(0.1)
+    del llm  # what Serve does on a graceful replica stop
+    mark("stopped", "")
+time.sleep(120)
+"""
+ENGINE_TREE = ["core", "worker", "worker-child", "stubborn", "late", "replica-late"]
 
 
-def gone_within(pid: int, timeout_s: float) -> bool:
+def wait_until(check: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
+        if check():
             return True
-        time.sleep(0.1)
-    return False
+        time.sleep(0.1)  # a plain test polling other processes
+    return check()
+
+
+def gone(proc: psutil.Process) -> bool:
+    """Exited, or a zombie nobody has reaped yet (it holds no memory); is_running() checks the
+    create time, so a reused pid does not count as the process."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def marks(out: Path, names: list[str]) -> dict[str, str]:
+    """What the stand-ins wrote (pids, markers), once all of it is there."""
+    assert wait_until(lambda: all((out / n).exists() for n in names), STARTED_S), (
+        f"not written within {STARTED_S:.0f} s: {[n for n in names if not (out / n).exists()]}"
+    )
+    return {n: (out / n).read_text() for n in names}
+
+
+def processes(out: Path, roles: list[str]) -> dict[str, psutil.Process]:
+    return {r: psutil.Process(int(pid)) for r, pid in marks(out, roles).items()}
+
+
+def node(out: Path, role: str, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(out / "node.py"), role, str(out)], **popen)
 
 
 @pytest.fixture
-def replica(request: pytest.FixtureRequest):
-    proc = subprocess.Popen([sys.executable, "-c", REPLICA, request.param], stdout=subprocess.PIPE, text=True)
-    engine_pid, watcher_pid = map(int, proc.stdout.readline().split())
-    yield proc, engine_pid, watcher_pid
-    for pid in (proc.pid, engine_pid, watcher_pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
+def out(tmp_path: Path) -> Iterator[Path]:
+    (tmp_path / "node.py").write_text(NODE)
+    yield tmp_path
+    # What a failed test left: every stand-in names this test's own folder on its command line.
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(tmp_path) in " ".join(proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
 
 
-@pytest.mark.parametrize("replica", ["killed"], indirect=True)
-def test_a_killed_replica_takes_its_engine_processes_with_it(replica) -> None:
-    proc, engine_pid, watcher_pid = replica
-    assert psutil.Process(engine_pid).is_running()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert gone_within(engine_pid, 15), "the engine process outlived its killed replica"
-    assert gone_within(watcher_pid, 15), "the reaper should exit once its work is done"
+def start_replica(out: Path, mode: str) -> subprocess.Popen:
+    (out / "replica.py").write_text(REPLICA)
+    return subprocess.Popen([sys.executable, str(out / "replica.py"), mode, str(out)])
 
 
-@pytest.mark.parametrize("replica", ["graceful"], indirect=True)
-def test_a_stopped_reaper_leaves_the_engine_to_its_owner(replica) -> None:
-    proc, engine_pid, watcher_pid = replica
-    assert proc.stdout.readline().strip() == "stopped"
-    assert gone_within(watcher_pid, 5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)  # longer than the reaper's poll: it would have acted by now
-    assert psutil.Process(engine_pid).is_running()
+def kill_like_ray(replica: subprocess.Popen) -> None:
+    """ray.kill: the worker SIGKILLs its direct children (RAY_kill_child_processes_on_worker_exit),
+    then exits; the watcher must not be among those children."""
+    for child in psutil.Process(replica.pid).children():
+        child.kill()
+    replica.kill()
 
 
-ON_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, {}); print('ready', flush=True); time.sleep(60)"
-
-
-def test_stop_spares_a_reused_pid_and_asks_politely_first() -> None:
-    code = ON_SIGTERM.format("lambda *_: (print('term', flush=True), sys.exit(0))")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("kill", [kill_like_ray, subprocess.Popen.kill], ids=["ray.kill", "sigkill-alone"])
+def test_a_killed_replica_takes_every_process_of_its_engine_with_it(out: Path, kill: Callable) -> None:
+    bystander = node(out, "bystander")  # not the replica's: must be spared
+    replica = start_replica(out, "killed")
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        created = psutil.Process(proc.pid).create_time()
-        reaper.stop([(proc.pid, created - 100.0)], grace_s=0.5)  # another process's create time
-        assert proc.poll() is None
-        reaper.stop([(proc.pid, created)], grace_s=5)
-        assert proc.stdout.readline().strip() == "term"
-        assert gone_within(proc.pid, 5)
+        procs = processes(out, ["replica", "watcher", *ENGINE_TREE, "bystander"])
+        group, reaped = procs["replica"].pid, ["watcher", *ENGINE_TREE]
+        assert {r: os.getpgid(procs[r].pid) for r in reaped} == dict.fromkeys(reaped, group)
+        assert procs["watcher"].ppid() != group, "a child of the replica dies with it under ray.kill"
+        assert procs["late"].create_time() > procs["watcher"].create_time(), "late: started after the watcher"
+        kill(replica)
+        replica.wait()
+        wait_until(lambda: all(gone(procs[r]) for r in reaped), REAPED_S)
+        left = [r for r in reaped if not gone(procs[r])]
+        assert not left, f"still running {REAPED_S:.0f} s after the replica was killed: {left}"
+        assert not gone(procs["bystander"])
     finally:
-        proc.kill()
+        replica.kill()
+        replica.wait()
+        bystander.kill()
+        bystander.wait()
 
 
-def test_stop_kills_what_ignores_sigterm() -> None:
-    code = ON_SIGTERM.format("signal.SIG_IGN")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+def test_a_graceful_stop_shuts_the_engine_down_and_stops_the_watcher(out: Path) -> None:
+    replica = start_replica(out, "graceful")
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        started = time.monotonic()
-        reaper.stop([(proc.pid, psutil.Process(proc.pid).create_time())], grace_s=0.5)
-        assert gone_within(proc.pid, 5)
-        assert time.monotonic() - started >= 0.5, "SIGKILL only after the grace period"
+        procs = processes(out, ["replica", "watcher", "solo"])
+        (out / "stop").write_text("")
+        marks(out, ["stopped"])
+        assert (out / "shutdown").exists(), "LLMEngine.__del__ must shut the engine down"
+        assert gone(procs["watcher"]), "LLMEngine.__del__ must stop the watcher and wait for it"
+        replica.kill()
+        replica.wait()
+        # No watcher is left, so nothing stops the process the engine left in the group.
+        assert not gone(procs["solo"]) and os.getpgid(procs["solo"].pid) == procs["replica"].pid
     finally:
-        proc.kill()
+        replica.kill()
+        replica.wait()
 
 
-def test_start_watches_only_new_processes() -> None:
-    assert reaper.start({1: 1.0}, {1: 1.0}) is None
+def test_a_reused_pid_is_spared_as_the_watcher_signals_only_its_own_group(out: Path) -> None:
+    """The replica's pid, once free, may lead another group: one the watcher is not in. (While the
+    watcher is in the replica's group, Linux does not reuse the pid at all.)"""
+    other = node(out, "other", start_new_session=True)  # leads a group of its own, as a reused pid would
+    try:
+        proc = processes(out, ["other"])["other"]
+        with pytest.raises(RuntimeError, match="not in group"):
+            reaper.reap(other.pid, grace_s=0.1)
+        cli = [sys.executable, "-m", "colm_serve.client_model.reaper", "--parent", str(other.pid), "--poll-s", "0.1"]
+        watcher = subprocess.run(cli, capture_output=True, text=True, timeout=STARTED_S)
+        assert watcher.returncode != 0 and "must run in group" in watcher.stderr
+        assert not gone(proc)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_outside_a_ray_actor_the_engine_leaves_its_callers_process_group_alone() -> None:
+    """A test or tool keeps its group, so its terminal's Ctrl-C still reaches it."""
+    group = os.getpgrp()
+    llm = LLMEngine(EngineConfig(), engine_factory=lambda cfg, model: object(), tokenizer_factory=lambda model: None)
+    assert llm._reaper is None
+    assert os.getpgrp() == group

@@ -35,7 +35,7 @@ def test_one_question_with_trace(router_url, capsys):
     assert main(["--base-url", router_url, "--trace", "--no-stream", "What is 2+2?"]) == 0
     out = capsys.readouterr().out
     assert "answer to:" in out
-    assert "CoLM trace" in out and "guidance: math" in out and "round 1: converged" in out
+    assert "CoLM trace" in out and "guidance: math" in out and "round 1: iterations done (1)" in out
     assert "selector all picked math, conv, code, eye" in out
 
 

@@ -1,8 +1,9 @@
 """colm-eval against the real embedded app: the router answers, the embedded upstream judges.
 
 Small on purpose (MT-Bench, 2 questions for colm-client and 1 for colm, 64-token answers and
-judgments) so it finishes in a few minutes on CPU. The tiny local judge often gives no
-"[[rating]]": those judgments are recorded with score -1 and counted, never invented.
+judgments) so it finishes in a few minutes on CPU. The stand-in's verdicts are constrained
+to "[[rating]]" (structured outputs, as `--judge-structured auto` decides for it); a judgment
+that still has none is recorded with score -1 and counted, never invented.
 """
 
 from __future__ import annotations

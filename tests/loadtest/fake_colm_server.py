@@ -2,7 +2,10 @@
 
 It validates every request with the real protocol model (so the load test must send what
 the contract accepts), answers in the contract's shape with the `colm` usage object,
-streams SSE chunks, and keeps /v1/colm/stats counters that react to `colm.cache`.
+streams SSE chunks, and keeps /v1/colm/stats counters that react to `colm.cache`. A streamed
+`colm` answer shows its steps first, as the router does: `delta.reasoning_content` chunks
+naming their step in `colm.step` (unless `colm.progress` is false), a pause of
+`progress_pause_s`, then the answer.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ PLAIN_MODEL = "plain-openai"  # answers like a plain OpenAI server: no `colm` ob
 ANSWER_WORDS = "Here is a short answer from the fake CoLM server .".split()
 DELAY_S = {"colm": 0.3, "colm-client": 0.1}
 SERVER_DELAY_S = 0.15
+PROGRESS = [
+    ("plan", "Strategy guide: asking qwen-coder and gpt-conv (the question is about code).\n"),
+    ("guidance:qwen-coder", "Use slicing: items[::-1] makes a reversed copy.\n"),
+    ("guidance:gpt-conv", "Mention list.reverse(), which reverses in place.\n"),
+    ("summary", "Three ways: slicing, reversed() and list.reverse().\n"),
+]
+BASELINE_COMPLETION_TOKENS = 80  # the server alone would write the whole answer
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,8 +56,9 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 class FakeColm:
     """State of one fake server: counters, the answer cache and who gets refused."""
 
-    def __init__(self, *, rate_limited_keys: frozenset[str] = frozenset()) -> None:
+    def __init__(self, *, rate_limited_keys: frozenset[str] = frozenset(), progress_pause_s: float = 0.0) -> None:
         self.rate_limited_keys = rate_limited_keys
+        self.progress_pause_s = progress_pause_s
         self.seen: set[str] = set()
         self.totals: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
@@ -69,6 +80,9 @@ class FakeColm:
         usage = Usage(server_prompt_tokens=server_in, server_completion_tokens=server_out,
                       client_prompt_tokens=prompt if client else 0, client_completion_tokens=completion if client else 0,
                       cost_usd=(server_in * 2.5 + server_out * 10.0) / 1e6)
+        if req.model == "colm":
+            baseline = round((prompt * 2.5 + BASELINE_COMPLETION_TOKENS * 10.0) / 1e6, 10)
+            usage = usage.model_copy(update={"baseline_cost_usd": baseline, "saving_usd": round(baseline - usage.cost_usd, 10)})
         self.totals["server_tokens"] += usage.server_tokens
         self.totals["cost_usd_x1e9"] += round(usage.cost_usd * 1e9)
         return usage
@@ -127,14 +141,23 @@ async def _answer(state: FakeColm, req: ChatCompletionRequest):
                                       usage=openai_usage, colm=colm)
         return JSONResponse(body.model_dump(exclude_none=True))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    chunks = _chunks(req.model, words, colm=colm, usage=openai_usage if include_usage else None)
+    steps = PROGRESS if req.model == "colm" and req.options().progress else []
+    chunks = _chunks(req.model, words, colm=colm, usage=openai_usage if include_usage else None, progress=steps,
+                     pause_s=state.progress_pause_s if steps else 0.0)
     return StreamingResponse(chunks, media_type="text/event-stream")
 
 
-async def _chunks(model: str, words: list[str], *, colm: dict[str, Any] | None, usage: OpenAIUsage | None) -> AsyncIterator[str]:
+async def _chunks(model: str, words: list[str], *, colm: dict[str, Any] | None, usage: OpenAIUsage | None,
+                  progress: list[tuple[str, str]], pause_s: float) -> AsyncIterator[str]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
     first = ChatCompletionChunk(**base, choices=[ChunkChoice(delta=DeltaMessage(role="assistant", content=""))])
     yield f"data: {first.model_dump_json(exclude_none=True)}\n\n"
+    for step, text in progress:
+        await asyncio.sleep(0.01)
+        note = ChatCompletionChunk(**base, choices=[ChunkChoice(delta=DeltaMessage(reasoning_content=text))],
+                                   colm={"step": step})
+        yield f"data: {note.model_dump_json(exclude_none=True)}\n\n"
+    await asyncio.sleep(pause_s)
     for i, word in enumerate(words):
         await asyncio.sleep(0.01)
         piece = ChatCompletionChunk(**base, choices=[ChunkChoice(delta=DeltaMessage(content=(" " if i else "") + word))])

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from colm_serve.accounting.ledger import Ledger
+from colm_serve.accounting.stores import MemoryStore
 from colm_serve.api.routes import create_api
 from colm_serve.collab.selection import AllSelector
 from colm_serve.config import AppArgs
@@ -46,7 +47,7 @@ class ProxyUpstreams:
 def router_service(args: AppArgs, *, upstreams: Any, client: Any) -> RouterService:
     """A RouterService with every Ray dependency replaced; `all` selects every specialist."""
     selectors = {"llm": AllSelector(), "all": AllSelector(), "embedding": AllSelector()}
-    return RouterService(args, ledger=Ledger(args.budgets), upstreams=upstreams, client=client, selectors=selectors
+    return RouterService(args, ledger=Ledger(args.budgets, MemoryStore()), upstreams=upstreams, client=client, selectors=selectors
     )
 
 

@@ -86,7 +86,7 @@ async def test_an_engine_that_dies_mid_request_gives_a_clear_503(streaming):
     assert err.value.status == 503 and err.value.body()["error"]["type"] == "service_unavailable_error"
     with pytest.raises(EngineDeadError):
         await engine.check_health()
-    assert engine.stats() == {"in_flight": 0, "aborted": 0}
+    assert engine.stats() == {"in_flight": 0, "aborted": 0, "waiting": 0}
 
 
 async def test_a_dropped_stream_aborts_its_generation_at_once():
@@ -94,11 +94,11 @@ async def test_a_dropped_stream_aborts_its_generation_at_once():
     engine = _engine(fake)
     stream = engine.stream(REQUEST)
     got = [await anext(stream) for _ in range(3)]
-    assert engine.stats() == {"in_flight": 1, "aborted": 0}
+    assert engine.stats() == {"in_flight": 1, "aborted": 0, "waiting": 0}
     await stream.aclose()  # what Ray Serve does when the router (or its HTTP client) goes away
     assert [d.text for d in got] == [" t0", " t1", " t2"]
     assert fake.aborted == [fake.aborted[0]] and fake.aborted[0].startswith("r1-")
-    assert engine.stats() == {"in_flight": 0, "aborted": 1}
+    assert engine.stats() == {"in_flight": 0, "aborted": 1, "waiting": 0}
 
 
 async def test_a_cancelled_generation_is_aborted():
@@ -109,4 +109,4 @@ async def test_a_cancelled_generation_is_aborted():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(fake.aborted) == 1 and engine.stats() == {"in_flight": 0, "aborted": 1}
+    assert len(fake.aborted) == 1 and engine.stats() == {"in_flight": 0, "aborted": 1, "waiting": 0}

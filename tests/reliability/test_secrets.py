@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from colm_serve.api.auth import hash_key
+from colm_serve.api.auth import Authenticator, hash_key
+from colm_serve.config import AuthConfig
 from colm_serve.config import ServerConfig
 from colm_serve.server_proxy.proxy import ServerProxy
 from tests.fakes import FakeClient, app_args
@@ -141,13 +142,14 @@ async def test_metric_labels_are_client_labels_never_keys(sim, upstreams):
     assert servers == {"a", "b"} and clients == {APP, "_all"}
 
 
-async def test_open_mode_labels_a_key_by_a_digest_prefix_not_the_key(sim, upstreams):
+async def test_open_mode_labels_a_key_by_a_digest_bucket_not_the_key(sim, upstreams):
     ups, sink = upstreams
     async with asgi_client(_service(sim, ups, auth=False)) as http:
         resp = await http.post("/v1/chat/completions", json={"model": "server/conv", "messages": QUESTION},
                                headers={"Authorization": f"Bearer {CLIENT_KEY}"})
         stats = await http.get("/v1/colm/stats")
     assert resp.status_code == 200
-    label = f"key-{hash_key(CLIENT_KEY)[:8]}"
+    label = Authenticator(AuthConfig()).anonymous_label(CLIENT_KEY)
+    assert label.startswith("anon-") and hash_key(CLIENT_KEY)[:8] not in label
     assert {tags["client"] for tags in sink.tags} <= {label, "_all"}
     assert label in stats.json()["keys"] and not _leaks([stats.text, resp.text, str(sink.tags)])

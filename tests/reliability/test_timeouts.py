@@ -75,7 +75,8 @@ async def test_a_slow_later_step_ends_in_a_504_by_the_deadline(slow):
     ups = FakeUpstreams(delay={"merge": HANG_S} if slow == "summary" else {})
     client = SlowClient(HANG_S if slow == "client" else 0)
     service = router_service(app_args(), upstreams=ups, client=client)
-    body = {"model": "colm", "messages": QUESTION, "colm": {"deadline_s": 0.5, "selector": "all", "iterations": 0}}
+    body = {"model": "colm", "messages": QUESTION,
+            "colm": {"deadline_s": 0.5, "selector": "all", "iterations": 0, "summary": "server"}}
     elapsed, resp = await _post(service, body)
     assert elapsed < BOUND_S and _is_timeout(resp), resp.text
     assert ups.cancelled or client.cancelled

@@ -9,6 +9,7 @@ import pytest
 
 from colm_serve.deadline import Deadline
 from colm_serve.errors import DeadlineExceeded, UpstreamError
+from colm_serve.server_proxy.proxy import ServerProxy
 from colm_serve.server_proxy.coalesce import ResponseCache, SingleFlight, call_key
 from colm_serve.server_proxy.types import UpstreamReply
 from tests.server_proxy.conftest import make_call
@@ -72,7 +73,10 @@ async def test_eight_identical_concurrent_calls_make_one_upstream_request(sim, p
     assert len({r.text for r in replies}) == 1
     assert sum(r.coalesced for r in replies) == 7
     leader = next(r for r in replies if not r.coalesced)
-    assert leader.cost_usd > 0 and all(r.cost_usd == 0 for r in replies if r.coalesced)
+    request_cost = make_call().cost(leader.prompt_tokens, leader.completion_tokens)
+    # every caller that received the reply pays an equal share of the one request
+    assert all(r.billed.cost_usd == pytest.approx(request_cost / 8) for r in replies)
+    assert sum(r.billed.cost_usd for r in replies) == pytest.approx(request_cost)
     stats = proxy.stats()
     assert stats["upstream_calls"] == 1 and stats["coalesced"] == 7
     assert stats["saved_tokens"] == 7 * (leader.prompt_tokens + leader.completion_tokens)
@@ -96,6 +100,41 @@ async def test_a_follower_leaving_early_does_not_cancel_the_leader(sim, proxy_fo
         await proxy.chat(make_call("shared", deadline=time.time() + 0.1))
     assert (await leader).text
     assert sim.stats.requests == 1
+
+
+async def test_a_follower_with_a_long_deadline_survives_its_leaders_short_one(sim, proxy_for) -> None:
+    proxy = proxy_for()
+    sim.set_faults(latency_s=0.6)
+    leader = asyncio.ensure_future(proxy.chat(make_call("slow one", client="hasty", deadline=time.time() + 0.2)))
+    await asyncio.sleep(0.05)
+    follower = await proxy.chat(make_call("slow one", client="patient", deadline=time.time() + 300))
+    with pytest.raises(DeadlineExceeded):
+        await leader
+    assert follower.text and follower.coalesced and sim.stats.requests == 1
+    # the leader left before the reply landed: the follower that got it pays for all of it
+    assert follower.billed.cost_usd == pytest.approx(make_call().cost(follower.prompt_tokens, follower.completion_tokens))
+    assert proxy.stats()["keys"]["patient"]["coalesced"] == 1
+
+
+async def test_when_every_caller_leaves_the_sent_request_is_still_recorded(sim) -> None:
+    from tests.server_proxy.conftest import server_config
+
+    recorded: list[tuple[str, object]] = []
+
+    async def sink(label, usage):
+        recorded.append((label, usage))
+
+    proxy = ServerProxy(server_config(sim), spend_sink=sink)
+    sim.set_faults(latency_s=5)
+    with pytest.raises(DeadlineExceeded):
+        await proxy.chat(make_call("abandoned", client="gone", deadline=time.time() + 0.3, max_tokens=40))
+    for _ in range(50):
+        if recorded:
+            break
+        await asyncio.sleep(0.02)
+    [(label, usage)] = recorded
+    assert label == "gone" and usage.server_completion_tokens == 40 and usage.server_estimated_tokens > 40
+    await proxy.aclose()
 
 
 async def test_deterministic_calls_are_cached(sim, proxy_for) -> None:

@@ -11,7 +11,7 @@ import pytest
 from colm_serve.deadline import Deadline
 from colm_serve.errors import DeadlineExceeded, RateLimited
 from colm_serve.server_proxy.proxy import ServerProxy
-from colm_serve.server_proxy.fairness import FairQueue
+from colm_serve.fairness import FairQueue
 from tests.server_proxy.conftest import make_call, server_config
 from tests.upstream_sim import UpstreamSim
 

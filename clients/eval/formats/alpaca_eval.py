@@ -24,12 +24,15 @@ def output_record(*, instruction: str, output: str, generator: str, dataset: str
 
 
 def annotation_record(*, instruction: str, reference: dict[str, Any], model: dict[str, Any], annotator: str,
-                      preference: float | None, raw_completion: list[str]) -> dict[str, Any]:
+                      preference: float | None, raw_completion: list[str],
+                      parse_error: str | None = None) -> dict[str, Any]:
+    """AlpacaEval's record; `parse_error` (ours, which its readers ignore) says why preference is null."""
     return {
         "instruction": instruction,
         "output_1": reference["output"], "generator_1": reference["generator"],
         "output_2": model["output"], "generator_2": model["generator"],
         "annotator": annotator, "preference": preference, "raw_completion": raw_completion,
+        "parse_error": parse_error,
     }
 
 

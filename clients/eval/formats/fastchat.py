@@ -39,10 +39,11 @@ def answer_record(*, question_id: int | str, name: str, turns: list[str]) -> dic
 
 
 def judgment_record(*, question_id: int | str, model: str, judge: tuple[str, str], user_prompt: str,
-                    judgment: str, score: float, turn: int) -> dict[str, Any]:
+                    judgment: str, score: float, turn: int, parse_error: str | None = None) -> dict[str, Any]:
+    """FastChat's record; `parse_error` (ours, which FastChat's readers ignore) says why score is -1."""
     return {
         "question_id": question_id, "model": model, "judge": list(judge), "user_prompt": user_prompt,
-        "judgment": judgment, "score": score, "turn": turn, "tstamp": time.time(),
+        "judgment": judgment, "score": score, "turn": turn, "tstamp": time.time(), "parse_error": parse_error,
     }
 
 
@@ -98,4 +99,6 @@ def validate_judgments(path: Path) -> list[dict[str, Any]]:
         require(path, where, rec, "judgment", str)
         require(path, where, rec, "user_prompt", str)
         require(path, where, rec, "tstamp", (int, float))
+        if rec.get("parse_error") is not None and score != NO_RATING:
+            raise FormatError(path, where, "a judgment with a parse_error must have score -1")
     return records

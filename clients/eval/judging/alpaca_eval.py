@@ -2,7 +2,8 @@
 
 The judge picks "m" or "M" (AlpacaEval 2's classifier protocol). Each instruction is judged
 in both orders to cancel position bias; its preference is the mean of the readable verdicts
-(1 = reference wins, 2 = model wins, 1.5 = split), or null when neither verdict is readable.
+(1 = reference wins, 2 = model wins, 1.5 = split), or null when neither verdict is readable,
+with a `parse_error` saying so; the table counts those.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from clients.eval.client import ChatClient
 from clients.eval.formats import alpaca_eval
 from clients.eval.formats.jsonio import write_json_atomic
 from clients.eval.judging.arena_hard import resolve_baseline
-from clients.eval.judging.common import JudgeRun, Match
+from clients.eval.client import Reply
+from clients.eval.judging.common import JudgeRun, Match, unparsed_reason
 from clients.eval.prompts import ALPACA_EVAL, load_prompt
 from clients.eval.questions import Question
 
@@ -64,18 +66,19 @@ class AlpacaEvalJudge(JudgeRun):
         instruction, ref, out = str(match.question.question_id), match.baseline["output"], match.answer["output"]
         first, second = await asyncio.gather(self._game(client, instruction, ref, out),
                                              self._game(client, instruction, out, ref))
-        pref = preference(alpaca_eval.parse_choice(first), alpaca_eval.parse_choice(second))
+        pref = preference(alpaca_eval.parse_choice(first.text), alpaca_eval.parse_choice(second.text))
+        error = None if pref is not None else unparsed_reason(first, "m or M verdict in either order")
+        self.unparsed += error is not None
         self.annotations[match.name].append(alpaca_eval.annotation_record(
             instruction=instruction, reference=match.baseline, model=match.answer, annotator=self.args.judge.model,
-            preference=pref, raw_completion=[first, second]))
+            preference=pref, raw_completion=[first.text, second.text], parse_error=error))
         write_json_atomic(self.layout.judgment_file(match.name, self.args.judge.model), self.annotations[match.name])
 
-    async def _game(self, client: ChatClient, instruction: str, output_1: str, output_2: str) -> str:
+    async def _game(self, client: ChatClient, instruction: str, output_1: str, output_2: str) -> Reply:
         text = self.prompt.prompt_template.format(instruction=instruction, output_1=output_1, output_2=output_2)
         messages = [{"role": "system", "content": self.prompt.system_prompt}, {"role": "user", "content": text}]
-        reply = await client.complete(messages, max_tokens=min(self.args.max_tokens, MAX_VERDICT_TOKENS),
-                                      temperature=0.0)
-        return reply.text
+        return await client.complete(messages, max_tokens=min(self.args.max_tokens, MAX_VERDICT_TOKENS),
+                                     temperature=0.0, verdict=self.verdict)
 
     def outputs(self) -> list[Path]:
         return [self.layout.judgment_file(n, self.args.judge.model) for n in self.annotations]

@@ -2,7 +2,8 @@
 
 Each question is judged twice with the answers swapped (game 1: A = baseline, B = model;
 game 2: A = model, B = baseline) to cancel position bias. A judgment without a verdict label
-gets one more turn asking for it; a judgment with conflicting labels has score null.
+gets one more turn asking for it; a judgment with conflicting labels has score null. A game
+without a usable label has score null and a `parse_error` saying why; the table counts it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from clients.eval.client import ChatClient
 from clients.eval.formats import arena_hard
 from clients.eval.formats.jsonio import append_jsonl, read_jsonl
-from clients.eval.judging.common import JudgeRun, Match
+from clients.eval.judging.common import JudgeRun, Match, unparsed_reason
 from clients.eval.layout import Layout
 from clients.eval.prompts import ARENA_HARD, ARENA_HARD_CONTINUE, load_prompt
 from clients.eval.questions import Question
@@ -75,16 +76,21 @@ class ArenaHardJudge(JudgeRun):
     async def _game(self, client: ChatClient, question: Question, a: dict[str, Any], b: dict[str, Any]) -> dict:
         user_prompt = self.prompt.prompt_template.format(**prompt_args(question, a, b))
         conv = [{"role": "system", "content": self.prompt.system_prompt}, {"role": "user", "content": user_prompt}]
-        judgment, score = "", None
+        judgment, score, try_again = "", None, True
         for _ in range(ATTEMPTS):
-            reply = await client.complete(conv, max_tokens=self.args.max_tokens, temperature=0.0)
+            reply = await client.complete(conv, max_tokens=self.args.max_tokens, temperature=0.0, verdict=self.verdict)
             judgment += "\n" + reply.text
             score, try_again = arena_hard.get_score(judgment)
             conv.append({"role": "assistant", "content": reply.text})
             if not try_again:
                 break
             conv.append({"role": "user", "content": ARENA_HARD_CONTINUE})
-        return {"user_prompt": user_prompt, "judgment": judgment, "score": score}
+        error = None
+        if score not in arena_hard.GAME1:
+            error = (unparsed_reason(reply, "verdict label") if try_again
+                     else f"no usable verdict label ({score or 'conflicting labels'})")
+            self.unparsed += 1
+        return {"user_prompt": user_prompt, "judgment": judgment, "score": score, "parse_error": error}
 
     def outputs(self) -> list[Path]:
         return [self.layout.judgment_file(n, self.args.judge.model) for n in self.names()]

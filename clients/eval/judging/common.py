@@ -1,4 +1,10 @@
-"""The judging run shared by the three benchmarks: find what is unjudged, judge it concurrently."""
+"""The judging run shared by the three benchmarks: find what is unjudged, judge it concurrently.
+
+Before judging, the judge's /v1/models card is read once: its context bounds the output
+budget, and a vLLM-like server (vLLM, the stand-in) gets the benchmark's verdict as a
+structured-outputs constraint (`--judge-structured auto`). What was decided is logged in one
+line and kept in `<bench>/judges/<judge>.json` for the table.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.eval.client import ChatClient
+from clients.eval.client import ChatClient, Reply
 from clients.eval.config import JudgeArgs
+from clients.eval.context import ContextWindow
+from clients.eval.formats.jsonio import write_json_atomic
 from clients.eval.layout import Layout
+from clients.eval.model_info import JudgeCard, ModelInfo, probe_model
 from clients.eval.questions import Question, load_questions
 from clients.eval.runner import run_bounded
+from clients.eval.verdicts import VERDICTS, VerdictFormat
 
 logger = logging.getLogger("clients.eval")
 
@@ -35,7 +45,16 @@ class JudgeReport:
     judged: int
     failed: int
     missing: int = 0
+    unparsed: int = 0  # verdicts the judge gave that the official parser cannot read
+    clamped: int = 0  # judgments whose output budget was clamped to the judge's context
+    structured: bool = False
     outputs: list[str] = field(default_factory=list)
+
+
+def unparsed_reason(reply: Reply, wanted: str) -> str:
+    """Why a judgment has no verdict: shown in the judgment file, counted in the table."""
+    cut = f"; the judgment was cut off at max_tokens={reply.max_tokens}" if reply.cut_off else ""
+    return f"no {wanted} in the judgment{cut}"
 
 
 class JudgeRun(ABC):
@@ -43,6 +62,8 @@ class JudgeRun(ABC):
         self.args = args
         self.layout = Layout(args.out_dir, args.bench)
         self.missing = 0  # questions of the run that a model has no answer for
+        self.unparsed = 0  # judgments written without a readable verdict
+        self.verdict: VerdictFormat | None = None  # set when the judge takes structured outputs
 
     def setup(self) -> None:
         """Load prompts, baselines and what is already judged (a rerun skips it)."""
@@ -68,12 +89,26 @@ class JudgeRun(ABC):
     @abstractmethod
     def outputs(self) -> list[Path]: ...
 
+    def decide_structured(self, info: ModelInfo | None) -> bool:
+        if self.args.structured == "auto":
+            return info is not None and info.vllm_like
+        return self.args.structured == "on"
+
     async def run(self) -> JudgeReport:
         self.setup()
         questions = self.questions()
         todo = [m for name in self.names() for m in self.matches(name, questions)]
-        logger.info("%s judge %s: %d judgments to make", self.args.bench, self.args.judge.model, len(todo))
-        client = ChatClient(self.args.judge)
+        info = await probe_model(self.args.judge)
+        structured = self.decide_structured(info)
+        self.verdict = VERDICTS[self.args.bench] if structured else None
+        card = JudgeCard(judge=self.args.judge.model, base_url=self.args.judge.base_url, structured=structured,
+                         owned_by=info.owned_by if info else None, max_model_len=info.max_model_len if info else None,
+                         max_tokens=self.args.max_tokens)
+        write_json_atomic(self.layout.judge_card(card.judge), card.model_dump(mode="json"))
+        logger.info("%s judge %s: %d judgments to make; %s; context %s", self.args.bench, card.judge, len(todo),
+                    f"verdicts constrained to {self.verdict.name} (structured outputs)" if self.verdict
+                    else "official prompts, unconstrained", card.max_model_len or "unknown (clamped on a 400)")
+        client = ChatClient(self.args.judge, window=ContextWindow(model=card.judge, max_model_len=card.max_model_len))
         try:
             failures = await run_bounded(todo, lambda m: self.judge(client, m), concurrency=self.args.concurrency,
                                          desc=f"judge {self.args.bench}",
@@ -82,4 +117,6 @@ class JudgeRun(ABC):
             self.finish()
             await client.close()
         return JudgeReport(bench=self.args.bench, judge=self.args.judge.model, judged=len(todo) - len(failures),
-                           failed=len(failures), missing=self.missing, outputs=[str(p) for p in self.outputs()])
+                           failed=len(failures), missing=self.missing, unparsed=self.unparsed,
+                           clamped=client.window.clamped, structured=structured,
+                           outputs=[str(p) for p in self.outputs()])

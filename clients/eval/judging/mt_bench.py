@@ -2,7 +2,8 @@
 
 Turn 1 is graded with single-v1 (single-math-v1 with the GPT-4 reference answer for math,
 reasoning and coding); turn 2 with the multi-turn prompts, seeing the whole conversation.
-A judgment without a "[[rating]]" is recorded with score -1, as FastChat does.
+A judgment without a "[[rating]]" is recorded with score -1, as FastChat does, and its
+`parse_error` says why; the table counts it and leaves it out of the mean.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from clients.eval.client import ChatClient
 from clients.eval.formats import fastchat
 from clients.eval.formats.jsonio import append_jsonl, read_jsonl
-from clients.eval.judging.common import JudgeRun, Match
+from clients.eval.judging.common import JudgeRun, Match, unparsed_reason
 from clients.eval.prompts import mt_bench_prompts
 from clients.eval.questions import NEED_REF_CATS, Question, data_file, load_jsonl_by_id
 
@@ -61,10 +62,13 @@ class MtBenchJudge(JudgeRun):
         reference = self.references.get(q.question_id) if q.category in NEED_REF_CATS else None
         text = user_prompt(prompt["prompt_template"], q, match.answer, match.turn, reference)
         messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": text}]
-        reply = await client.complete(messages, max_tokens=self.args.max_tokens, temperature=0.0)
+        reply = await client.complete(messages, max_tokens=self.args.max_tokens, temperature=0.0, verdict=self.verdict)
+        score = fastchat.parse_rating(reply.text)
+        error = unparsed_reason(reply, "[[rating]]") if score == fastchat.NO_RATING else None
+        self.unparsed += error is not None
         append_jsonl(self.out, fastchat.judgment_record(
             question_id=q.question_id, model=name, judge=(self.args.judge.model, prompt["name"]),
-            user_prompt=text, judgment=reply.text, score=fastchat.parse_rating(reply.text), turn=match.turn))
+            user_prompt=text, judgment=reply.text, score=score, turn=match.turn, parse_error=error))
 
     def outputs(self) -> list[Path]:
         return [self.out]

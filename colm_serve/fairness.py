@@ -1,4 +1,9 @@
-"""Admission and fairness: a bounded per-server queue served by start-time fair queuing.
+"""Admission and fairness: a bounded queue served by start-time fair queuing.
+
+Used wherever a request can wait for a shared resource: each ServerProxy in front of its
+upstream server, and the client model's engine in front of its batch slots. The Serve limits
+of those deployments are derived from these queues (config.AppArgs.serve_limits), so no
+first-come queue of Serve's holds a request before a fair queue has seen it.
 
 Each waiting call gets a start tag S = max(V, F[client]) and advances its client's finish
 tag F[client] = S + 1/weight; the smallest S goes next and V follows the dispatched tag.

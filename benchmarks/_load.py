@@ -1,0 +1,80 @@
+"""Closed-loop load with aiohttp: N workers, each sending its next request when the last ends.
+
+The same client drives the direct path and the router path, so what differs is the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+BODY = {"messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    refused_without_retry_after: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    def rate(self) -> float:
+        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
+
+    def lost(self) -> int:
+        """Answers neither 200 nor a clear 429 with Retry-After."""
+        refused = self.statuses.get(429, 0) - self.refused_without_retry_after
+        return sum(self.statuses.values()) - self.ok - refused
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def p50(self) -> float:
+        return statistics.median(self.latencies) if self.latencies else float("nan")
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: dict, headers: dict, tally: Tally) -> None:
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, json=body, headers=headers) as resp:
+            await resp.read()
+            status = resp.status
+            if status == 429 and "Retry-After" not in resp.headers:
+                tally.refused_without_retry_after += 1
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        status = -1
+    tally.statuses[status] = tally.statuses.get(status, 0) + 1
+    if status == 200:
+        tally.latencies.append(time.perf_counter() - t0)
+
+
+async def closed_loop(url: str, *, body: Callable[[], dict], concurrency: int, duration_s: float,
+                      headers: dict | None = None, warmup_s: float = 0.0) -> Tally:
+    """`concurrency` workers for `duration_s` (after `warmup_s` of unmeasured load)."""
+    tally, warm = Tally(), Tally()
+    connector = aiohttp.TCPConnector(limit=concurrency + 8)
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        measuring_from = start + warmup_s
+        stop = measuring_from + duration_s
+
+        async def worker() -> None:
+            while (now := time.perf_counter()) < stop:
+                await one(session, url, body(), headers or {}, tally if now >= measuring_from else warm)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        tally.elapsed_s = time.perf_counter() - measuring_from
+    return tally

@@ -1,0 +1,213 @@
+"""What a `colm` answer costs on servers, next to the server answering alone, per strategy.
+
+One interleaved run against a running app (`make serve`) over a fixed sample of MT-Bench and
+Arena-Hard first turns: for every question, every arm in a shuffled order: each strategy,
+`colm` with no options (the default), `colm-client` and `server/<aggregator>`. All requests
+stream (TTFT is the first answer token), the response cache is off, and the ratio is each
+arm's summed server cost over the server alone's on the same questions.
+
+--realistic-lengths writes every server step to its whole cap, `ignore_eos` upstream: the
+server-alone answer is 470 tokens (GPT-4o's average on AlpacaEval 2.0, 1,873 characters),
+every strategy's server step its own cap. The 135M stand-in writes short answers, which
+would flatter nothing and prove nothing; this way the ratio is the worst case for CoLM.
+
+    python benchmarks/cost.py --realistic-lengths [--questions 24] [--png docs/cost.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+
+DATA = Path(__file__).resolve().parents[1] / "clients" / "eval" / "data"
+SERVER_ALONE_TOKENS = 470
+CLIENT_CONTEXT_CHARS = 2000  # the 135M client model has a 2,048-token context; longer prompts cannot be served
+
+
+@dataclass
+class Answer:
+    arm: str
+    question: int
+    cost_usd: float = 0.0
+    server_tokens: int = 0
+    client_tokens: int = 0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    escalated: bool | None = None
+    error: str | None = None
+
+
+@dataclass
+class Arm:
+    name: str
+    model: str
+    colm: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def sample(n: int) -> list[str]:
+    """Half MT-Bench (round-robin over its 8 categories), half Arena-Hard (evenly spaced), first
+    turns that fit the client model's context. Fixed: the same questions every run."""
+    mt = [json.loads(line) for line in (DATA / "mt_bench_questions.jsonl").read_text().splitlines() if line.strip()]
+    by_category: dict[str, list[str]] = {}
+    for row in mt:
+        by_category.setdefault(row["category"], []).append(row["turns"][0])
+    picked_mt = [q for group in zip(*by_category.values()) for q in group]
+    arena = [json.loads(line)["turns"][0]["content"] for line in (DATA / "arena_hard_questions.jsonl").read_text().splitlines()
+             if line.strip()]
+    arena = [q for q in arena if len(q) <= CLIENT_CONTEXT_CHARS]
+    step = max(1, len(arena) // max(1, n - n // 2))
+    return picked_mt[: n // 2] + arena[::step][: n - n // 2]
+
+
+def arms(info: dict, *, realistic: bool) -> list[Arm]:
+    fill = {"fill_server_caps": True} if realistic else {}
+    found = [Arm(s["name"], "colm", {"strategy": s["name"], **fill}) for s in info["strategies"]]
+    found.append(Arm("colm (default)", "colm", fill or None))
+    found.append(Arm("colm-client", "colm-client"))
+    extra = {"ignore_eos": True} if realistic else {}
+    found.append(Arm(f"server/{info['aggregator']}", f"server/{info['aggregator']}", None, extra))
+    return found
+
+
+async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, max_tokens: int) -> Answer:
+    out, t0 = Answer(arm.name, index), time.perf_counter()
+    body = {"colm": {**(arm.colm or {}), "trace": True, "cache": False}} if arm.model == "colm" else {"colm": {"cache": False}}
+    try:
+        stream = await client.chat.completions.create(
+            model=arm.model, messages=[{"role": "user", "content": question}], max_tokens=max_tokens, stream=True,
+            stream_options={"include_usage": True}, extra_body={**body, **arm.extra})
+        async for chunk in stream:
+            if out.ttft_s is None and chunk.choices and chunk.choices[0].delta.content:
+                out.ttft_s = time.perf_counter() - t0
+            colm = (chunk.model_extra or {}).get("colm")
+            if colm:
+                usage = colm["usage"]
+                out.cost_usd, out.server_tokens, out.client_tokens = usage["cost_usd"], usage["server_tokens"], usage["client_tokens"]
+                decisions = [d for d in colm.get("decisions", []) if d["step"] == "escalate"]
+                out.escalated = decisions[0]["choice"] != "no" if decisions else None
+    except openai.APIError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"[:200]
+    out.latency_s = time.perf_counter() - t0
+    return out
+
+
+async def run(args: argparse.Namespace) -> list[Answer]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        info = (await http.get(f"{args.base_url}/colm/strategies")).json()
+    client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=900)
+    chosen = arms(info, realistic=args.realistic_lengths)
+    questions = sample(args.questions)
+    rng, gate = random.Random(7), asyncio.Semaphore(args.concurrency)
+    print(f"{len(questions)} questions x {len(chosen)} arms, {args.concurrency} at a time, "
+          f"{'realistic lengths (server steps write their whole caps)' if args.realistic_lengths else 'natural lengths'}")
+
+    async def question_round(index: int, question: str) -> list[Answer]:
+        order = chosen[:]
+        rng.shuffle(order)
+        answers = []
+        for arm in order:
+            async with gate:
+                limit = SERVER_ALONE_TOKENS if arm.model.startswith("server/") else args.max_tokens
+                answers.append(await ask(client, arm, index, question, limit))
+        return answers
+
+    rounds = await asyncio.gather(*(question_round(i, q) for i, q in enumerate(questions)))
+    return [a for answers in rounds for a in answers]
+
+
+def table(answers: list[Answer], server_arm: str) -> list[dict]:
+    failed = {a.question for a in answers if a.error}
+    good = [a for a in answers if a.question not in failed]
+    alone = [a for a in good if a.arm == server_arm]
+    base_cost, base_tokens = sum(a.cost_usd for a in alone), sum(a.server_tokens for a in alone)
+    rows = []
+    for name in dict.fromkeys(a.arm for a in answers):
+        mine = [a for a in good if a.arm == name]
+        if not mine:
+            continue
+        ttfts = [a.ttft_s for a in mine if a.ttft_s is not None]
+        escalations = [a.escalated for a in mine if a.escalated is not None]
+        rows.append({
+            "arm": name, "answers": len(mine),
+            "cost_per_answer": sum(a.cost_usd for a in mine) / len(mine),
+            "server_tokens_per_answer": sum(a.server_tokens for a in mine) / len(mine),
+            "cost_ratio": sum(a.cost_usd for a in mine) / base_cost if base_cost else float("nan"),
+            "token_ratio": sum(a.server_tokens for a in mine) / base_tokens if base_tokens else float("nan"),
+            "client_tokens_per_answer": sum(a.client_tokens for a in mine) / len(mine),
+            "p50_latency_s": statistics.median(a.latency_s for a in mine),
+            "p50_ttft_s": statistics.median(ttfts) if ttfts else float("nan"),
+            "escalation_rate": sum(escalations) / len(escalations) if escalations else None,
+        })
+    print(f"\nquestions with an error in some arm, left out of every arm: {len(failed)}")
+    for a in [a for a in answers if a.error][:5]:
+        print(f"  {a.arm} q{a.question}: {a.error}")
+    return rows
+
+
+def show(rows: list[dict]) -> None:
+    print(f"\n| arm | answers | server $ / answer | server tokens / answer | cost ratio | token ratio | "
+          f"client tokens / answer | p50 latency s | p50 TTFT s | escalation |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        esc = f"{r['escalation_rate']:.0%}" if r["escalation_rate"] is not None else ""
+        print(f"| {r['arm']} | {r['answers']} | {r['cost_per_answer']:.5f} | {r['server_tokens_per_answer']:.0f} | "
+              f"**{r['cost_ratio']:.2f}** | {r['token_ratio']:.2f} | {r['client_tokens_per_answer']:.0f} | "
+              f"{r['p50_latency_s']:.1f} | {r['p50_ttft_s']:.1f} | {esc} |")
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.scatter(r["p50_latency_s"], r["cost_ratio"], s=60)
+        ax.annotate(r["arm"], (r["p50_latency_s"], r["cost_ratio"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("p50 latency per answer (s)")
+    ax.set_ylabel("server cost / server alone")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"\nwrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key", default="sk-cost-benchmark")
+    parser.add_argument("--questions", type=int, default=24)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=384, help="The client model's answer budget in colm arms.")
+    parser.add_argument("--realistic-lengths", action="store_true")
+    parser.add_argument("--png", type=Path, default=Path("docs/cost.png"))
+    parser.add_argument("--json", type=Path, help="Also write every answer's figures here.")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    answers = asyncio.run(run(args))
+    server_arm = next(a.arm for a in answers if a.arm.startswith("server/"))
+    rows = table(answers, server_arm)
+    show(rows)
+    if args.json:
+        args.json.write_text(json.dumps([a.__dict__ for a in answers], indent=1))
+    mode = "realistic lengths" if args.realistic_lengths else "natural lengths"
+    plot(rows, args.png, f"CoLM cost vs latency, {len(answers) // len(rows)} questions, {mode}")
+    print(f"took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

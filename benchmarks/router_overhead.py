@@ -1,0 +1,83 @@
+"""What the router costs a request: added latency at one client, throughput at many.
+
+In one run, side by side, it sends the same pass-through chat requests straight to a stub
+upstream ("direct") and through the app (`server/<name>`: the router, the ServerProxy and
+its fair queue, admission and accounting, real HTTP to the same stub):
+1. added latency: one client, a zero-latency stub, direct and router requests alternating;
+2. throughput: 64, 256 and 512 clients on a stub that waits 1 s, each level direct then
+   router, with the ratio router/direct.
+The app is gateway-only (no client model) so the figures are the router's own; Serve's
+throughput-optimized mode is on unless --plain.
+
+    python -m benchmarks.router_overhead [--requests 400] [--seconds 20] [--plain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import aiohttp
+
+from benchmarks._load import BODY, Tally, closed_loop, one
+from benchmarks._served import ServedApp, Stub, gateway_config
+
+FAST_PORT, SLOW_PORT = 9101, 9102
+LEVELS = (64, 256, 512)
+WIDE = {"max_concurrency": 1024, "queue_limit": 1024, "timeout_s": 60, "coalesce": False, "cache_max_entries": 0}
+
+
+async def added_latency(app_url: str, stub_url: str, *, requests: int) -> tuple[Tally, Tally]:
+    """One client; direct and router requests alternate so both see the same machine."""
+    direct, routed = Tally(), Tally()
+    async with aiohttp.ClientSession() as session:
+        for i in range(requests + 20):
+            warm = i < 20
+            await one(session, f"{stub_url}/chat/completions", {**BODY, "model": "stub"}, {}, Tally() if warm else direct)
+            await one(session, f"{app_url}/v1/chat/completions", {**BODY, "model": "server/s-fast"}, {},
+                      Tally() if warm else routed)
+    return direct, routed
+
+
+async def throughput(app_url: str, stub_url: str, *, clients: int, seconds: float) -> tuple[Tally, Tally]:
+    direct = await closed_loop(f"{stub_url}/chat/completions", body=lambda: {**BODY, "model": "stub"},
+                               concurrency=clients, duration_s=seconds, warmup_s=2)
+    routed = await closed_loop(f"{app_url}/v1/chat/completions", body=lambda: {**BODY, "model": "server/s-slow"},
+                               concurrency=clients, duration_s=seconds, warmup_s=3)
+    return direct, routed
+
+
+async def measure(app_url: str, fast: Stub, slow: Stub, args: argparse.Namespace) -> None:
+    direct, routed = await added_latency(app_url, fast.url, requests=args.requests)
+    print(f"\nadded latency at one client, zero-latency upstream ({args.requests} requests each, alternating)")
+    print(f"  direct  p50 {direct.p50() * 1e3:6.2f} ms  p95 {direct.pct(0.95) * 1e3:6.2f} ms")
+    print(f"  router  p50 {routed.p50() * 1e3:6.2f} ms  p95 {routed.pct(0.95) * 1e3:6.2f} ms")
+    print(f"  ADDED   p50 {(routed.p50() - direct.p50()) * 1e3:6.2f} ms  "
+          f"p95 {(routed.pct(0.95) - direct.pct(0.95)) * 1e3:6.2f} ms")
+    print(f"\nthroughput, upstream answers in 1 s ({args.seconds:.0f} s per measurement)")
+    print(f"  {'clients':>7} {'direct req/s':>13} {'router req/s':>13} {'ratio':>6} {'router p50 s':>13} {'lost':>5}")
+    for clients in LEVELS:
+        d, r = await throughput(app_url, slow.url, clients=clients, seconds=args.seconds)
+        print(f"  {clients:>7} {d.rate():>13.1f} {r.rate():>13.1f} {r.rate() / d.rate():>6.2f} {r.p50():>13.2f} "
+              f"{r.lost() + d.lost():>5}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="Requests per path for the latency part.")
+    parser.add_argument("--seconds", type=float, default=20.0, help="Measured seconds per throughput run.")
+    parser.add_argument("--plain", action="store_true", help="Serve's default mode, not throughput-optimized.")
+    args = parser.parse_args()
+    servers = [{"name": "fast", "base_url": f"http://127.0.0.1:{FAST_PORT}/v1", **WIDE},
+               {"name": "slow", "base_url": f"http://127.0.0.1:{SLOW_PORT}/v1", **WIDE}]
+    env = {} if args.plain else {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    print(f"router overhead benchmark ({'plain' if args.plain else 'RAY_SERVE_THROUGHPUT_OPTIMIZED=1'}), "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    with Stub(FAST_PORT, latency_s=0.0) as fast, Stub(SLOW_PORT, latency_s=1.0) as slow, \
+            ServedApp(gateway_config(servers=servers), env=env) as app:
+        asyncio.run(measure(app.url, fast, slow, args))
+
+
+if __name__ == "__main__":
+    main()

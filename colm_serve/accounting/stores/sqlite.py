@@ -1,0 +1,160 @@
+"""The one-node store: a sqlite file that every router replica on the node opens.
+
+WAL mode lets readers go on while one replica writes; every operation is one `BEGIN
+IMMEDIATE` transaction, which takes the file's write lock up front, so a check and the
+reservation it grants are atomic across processes (the others wait, up to BUSY_TIMEOUT_S).
+sqlite calls block, so they run on one dedicated thread per store, which also owns the
+store's one connection: the event loop never waits on the disk.
+
+Rows of days before yesterday are pruned once a day; leaked reservations go with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from colm_serve.accounting.stores import base
+from colm_serve.config import AccountingConfig, BudgetConfig
+
+T = TypeVar("T")
+BUSY_TIMEOUT_S = 30.0
+DAYS_KEPT = 2  # today and yesterday: a reservation made before midnight settles after it
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS totals (label TEXT PRIMARY KEY, {", ".join(f"{f} REAL NOT NULL DEFAULT 0" for f in base.TOTAL_FIELDS)});
+CREATE TABLE IF NOT EXISTS days (
+    label TEXT NOT NULL, day INTEGER NOT NULL,
+    server_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
+    reserved_tokens INTEGER NOT NULL DEFAULT 0, reserved_cost REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (label, day));
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY, label TEXT NOT NULL, day INTEGER NOT NULL, server_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reservations_by_day ON reservations (day);
+CREATE TABLE IF NOT EXISTS admitted (label TEXT NOT NULL, t REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS admitted_by_label ON admitted (label, t);
+"""
+ADD_TOTALS = (f"INSERT INTO totals (label, {', '.join(base.TOTAL_FIELDS)}) VALUES (?{', ?' * len(base.TOTAL_FIELDS)}) "
+              f"ON CONFLICT (label) DO UPDATE SET {', '.join(f'{f} = {f} + excluded.{f}' for f in base.TOTAL_FIELDS)}")
+ADD_DAY = ("INSERT INTO days (label, day, server_tokens, cost_usd, reserved_tokens, reserved_cost) VALUES (?, ?, ?, ?, ?, ?) "
+           "ON CONFLICT (label, day) DO UPDATE SET server_tokens = server_tokens + excluded.server_tokens, "
+           "cost_usd = cost_usd + excluded.cost_usd, reserved_tokens = reserved_tokens + excluded.reserved_tokens, "
+           "reserved_cost = reserved_cost + excluded.reserved_cost")
+DAY_COLUMNS = "server_tokens, cost_usd, reserved_tokens, reserved_cost"
+
+
+class SqliteStore(base.BudgetStore):
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).expanduser()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colm-ledger-sqlite")
+        self._conn: sqlite3.Connection | None = None  # opened, and only used, on the executor's thread
+        self._pruned_day = -1
+
+    @classmethod
+    def from_config(cls, config: AccountingConfig) -> SqliteStore:
+        return cls(config.path)
+
+    async def reserve(self, *, label: str, amounts: base.Amounts, limits: BudgetConfig, now: float) -> base.Reservation | base.Refusal:
+        return await self._transaction(lambda db: _reserve(db, label=label, amounts=amounts, limits=limits, now=now))
+
+    async def settle(self, batch: Sequence[base.Settlement]) -> None:
+        today = base.day_of(max(item.now for item in batch)) if batch else -1
+        prune = today > self._pruned_day
+        await self._transaction(lambda db: _settle(db, batch, prune_before=today - DAYS_KEPT + 1 if prune else None))
+        self._pruned_day = max(self._pruned_day, today)
+
+    async def stats(self, *, now: float) -> dict[str, dict]:
+        def read(db: sqlite3.Connection) -> dict[str, dict]:
+            rows = db.execute(f"SELECT t.label, {', '.join('t.' + f for f in base.TOTAL_FIELDS)}, "
+                              f"{', '.join('d.' + c for c in DAY_COLUMNS.split(', '))} FROM totals t "
+                              "LEFT JOIN days d ON d.label = t.label AND d.day = ?", (base.day_of(now),)).fetchall()
+            n = len(base.TOTAL_FIELDS)
+            return {r[0]: base.stats_row(dict(zip(base.TOTAL_FIELDS, r[1:n + 1])), _day_use(r[n + 1:])) for r in rows}
+
+        return await self._transaction(read, write=False)
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run `work` in one transaction on the store's thread: BEGIN IMMEDIATE for writes, so
+        the check and the write it decides are one step; a plain BEGIN (a WAL snapshot) for
+        reads. A caller cancelled meanwhile does not stop a started one: it commits or rolls back
+        whole (a reserve whose caller is gone then holds its amounts until the day ends)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._in_transaction, work, write)
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                conn.close()
+                raise RuntimeError(f"accounting.path {self.path}: sqlite cannot use WAL mode here (got {mode!r}); "
+                                   "put the ledger on a local filesystem")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            self._conn = conn
+        return self._conn
+
+
+def _reserve(db: sqlite3.Connection, *, label: str, amounts: base.Amounts, limits: BudgetConfig, now: float) -> base.Reservation | base.Refusal:
+    count, oldest = 0, None
+    if limits.requests_per_min is not None:
+        db.execute("DELETE FROM admitted WHERE label = ? AND t <= ?", (label, now - base.RATE_WINDOW_S))
+        count, oldest = db.execute("SELECT COUNT(*), MIN(t) FROM admitted WHERE label = ?", (label,)).fetchone()
+    day = base.day_of(now)
+    today = _day_use(db.execute(f"SELECT {DAY_COLUMNS} FROM days WHERE label = ? AND day = ?", (label, day)).fetchone())
+    refusal = base.rate_refusal(count=count, oldest=oldest, limits=limits, now=now) \
+        or base.day_refusal(today=today, amounts=amounts, limits=limits, now=now)
+    if refusal:
+        return refusal
+    if limits.requests_per_min is not None:
+        db.execute("INSERT INTO admitted (label, t) VALUES (?, ?)", (label, now))
+    held = base.Reservation(id=uuid.uuid4().hex, label=label, day=day, **amounts.model_dump())
+    if not amounts.is_zero():
+        db.execute(ADD_DAY, (label, day, 0, 0.0, held.server_tokens, held.cost_usd))
+        db.execute("INSERT INTO reservations (id, label, day, server_tokens, cost_usd) VALUES (?, ?, ?, ?, ?)",
+                   (held.id, label, day, held.server_tokens, held.cost_usd))
+    return held
+
+
+def _settle(db: sqlite3.Connection, batch: Sequence[base.Settlement], *, prune_before: int | None) -> None:
+    for item in batch:
+        if item.reservation:
+            held = db.execute("DELETE FROM reservations WHERE id = ? RETURNING label, day, server_tokens, cost_usd",
+                              (item.reservation.id,)).fetchone()
+            if held:
+                db.execute(ADD_DAY, (held[0], held[1], 0, 0.0, -held[2], -held[3]))
+        db.execute(ADD_DAY, (item.label, base.day_of(item.now), item.usage.server_tokens, item.usage.cost_usd, 0, 0.0))
+        added = base.increments(item)
+        db.execute(ADD_TOTALS, (item.label, *(added[f] for f in base.TOTAL_FIELDS)))
+    if prune_before is not None:
+        db.execute("DELETE FROM days WHERE day < ?", (prune_before,))
+        db.execute("DELETE FROM reservations WHERE day < ?", (prune_before,))
+
+
+def _day_use(row: Sequence | None) -> base.DayUse:
+    if not row or row[0] is None:
+        return base.DayUse()
+    return base.DayUse(server_tokens=row[0], cost_usd=row[1], reserved_tokens=row[2], reserved_cost=row[3])
