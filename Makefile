@@ -14,7 +14,7 @@ OFFICIAL := $(VENV)/official
 OFFICIAL_DIR := tests/eval/official
 OFFICIAL_STAMP := $(OFFICIAL)/.installed
 
-.PHONY: setup serve test test-fast models browser tmux redis chaos kill-loop cluster-test bench clean official-tools eval-demo
+.PHONY: setup serve test test-fast models browser tmux redis chaos kill-loop cluster-test bench bench-gateway clean official-tools eval-demo
 
 setup: $(STAMP) models
 
@@ -38,7 +38,7 @@ serve: setup
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-	  echo "chromium not installed: the report screenshot test will be skipped"; }
+	  echo "chromium not installed: the report screenshot test will be skipped (and fail under CI)"; }
 
 # The benchmarks' official tools (FastChat's llm_judge, AlpacaEval) in an environment of their own,
 # pinned by $(OFFICIAL_DIR)/constraints.txt, so their dependencies never touch the app's; the eval
@@ -72,9 +72,15 @@ test: setup browser tmux redis official-tools
 test-fast: setup tmux redis official-tools
 	$(BIN)/python -m pytest -m "not serve"
 
+# Against a running app (`make serve` in another shell): server cost per strategy at realistic
+# answer lengths. The others start what they measure themselves (stop `make serve` first: 2 cores).
 bench: setup
-	$(BIN)/python benchmarks/server_tokens.py
+	$(BIN)/python benchmarks/cost.py --realistic-lengths
 	$(BIN)/python -m benchmarks.coalescing
+
+bench-gateway: setup
+	$(BIN)/python -m benchmarks.router_overhead
+	$(BIN)/python -m benchmarks.fairness
 
 cluster-test: setup
 	bash scripts/cluster_test.sh

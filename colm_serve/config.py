@@ -69,10 +69,18 @@ REFUSAL_ROOM = 32  # calls that reach a full fair queue only to be refused (429)
 
 
 class ServeLimits(Strict):
-    """What Serve lets through to one replica (`ongoing`) and holds at each caller (`queued`)."""
+    """What Serve lets through to one replica (`ongoing`) and holds at each caller (`queued`).
+
+    `queued` equals `ongoing`: a request counts as queued from the moment it arrives until the
+    replica's event loop starts it, so a burst on a busy host queues briefly even far below the
+    limit; beyond what the deployment may hold at all, Serve refuses (backpressure)."""
 
     ongoing: int = Field(ge=1)
-    queued: int = Field(REFUSAL_ROOM, ge=-1)
+    queued: int = Field(ge=-1)
+
+    @classmethod
+    def holding(cls, ongoing: int) -> "ServeLimits":
+        return cls(ongoing=ongoing, queued=ongoing)
 
 
 class EngineConfig(Strict):
@@ -139,6 +147,9 @@ class ServerConfig(Strict):
     rpm: int | None = Field(None, ge=1, description="Requests per minute (token bucket).")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute (token bucket, estimated up front).")
     queue_limit: int = Field(256, ge=1, description="Waiting calls beyond which admission answers 429.")
+    anticipate_s: float = Field(
+        0.1, ge=0, description="How long a slot freed by a client app under its fair share is kept for its next "
+                               "call while others wait (anticipatory scheduling; 0 turns it off).")
     timeout_s: float = Field(60.0, gt=0, description="Per-attempt timeout.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
@@ -191,7 +202,7 @@ class SelectionConfig(Strict):
 
 
 class GuidanceConfig(Strict):
-    max_tokens: int = Field(64, ge=1, description="Per-specialist budget: servers write terse notes, not answers.")
+    max_tokens: int = Field(48, ge=1, description="Per-specialist budget: servers write terse notes, not answers.")
     temperature: float = Field(0.0, ge=0, le=2)
     quorum: int | None = Field(None, ge=1, description="Go on after the first k guidance answers.")
     deadline_s: float | None = Field(None, gt=0, description="With a quorum: how long to wait for stragglers.")
@@ -203,7 +214,7 @@ class RefinementConfig(Strict):
     stop_change: float = Field(
         0.1, ge=0, le=1, description="No further critique is bought once a revision changes less than this (1 - similarity)."
     )
-    critique_max_tokens: int = Field(48, ge=1, description="One server's critique of a draft: a short list of fixes.")
+    critique_max_tokens: int = Field(40, ge=1, description="One server's critique of a draft: a short list of fixes.")
     summary_max_tokens: int = Field(128, ge=1, description="The merged notes, on the client model or the aggregator.")
     client_max_tokens: int = Field(384, ge=1)
     client_temperature: float = Field(0.2, ge=0, le=2)
@@ -215,13 +226,18 @@ class ShepherdConfig(Strict):
 
 class CascadeConfig(Strict):
     threshold: float = Field(
-        -1.0,
+        -0.35,
         le=0,
-        description="The client's answer stands when its mean token log-probability is at least this; "
-        "below it the request escalates.",
+        description="The client's answer stands when its mean token log-probability is at least this; below it "
+        "the request escalates. The default escalates about half of SmolLM2-135M's answers on held-out MT-Bench and "
+        "Arena-Hard questions; calibrate it for another client model with benchmarks/calibrate_cascade.py.",
     )
     escalate_to: Literal["guide", "shepherd"] = "shepherd"
-    attach_draft: bool = Field(True, description="Show the escalated servers the client's unsure draft.")
+    draft_tokens: int = Field(
+        128, ge=0,
+        description="How much of the unsure draft the escalated servers see: its opening, where an answer's direction "
+        "is set (0: none). Reading is cheap, but a whole draft read by a server costs about a fifth of its answer.",
+    )
 
 
 class CollaborationConfig(Strict):
@@ -328,7 +344,7 @@ class AppArgs(Strict):
             for name in value:
                 if name not in names:
                     raise ValueError(f"{field}: unknown specialist {name!r}; known: {names}")
-        if self.selection.top_k > len(self.specialists):
+        if self.client_model and self.selection.top_k > len(self.specialists):  # a gateway-only app consults no one
             raise ValueError(f"selection.top_k: {self.selection.top_k} is more than the {len(names)} specialists")
         if self.refinement.iterations > self.refinement.max_iterations:
             raise ValueError("refinement.iterations: above refinement.max_iterations")
@@ -350,10 +366,10 @@ class AppArgs(Strict):
         fills before them: a ServerProxy or the ClientModel takes everything its fair queue may
         hold (and a little more, to refuse it with a 429); the router takes everything all of
         them may hold, since each of its requests waits in one of them."""
-        limits = {f"ServerProxy-{s.name}": ServeLimits(ongoing=s.capacity() + REFUSAL_ROOM) for s in self.servers}
+        limits = {f"ServerProxy-{s.name}": ServeLimits.holding(s.capacity() + REFUSAL_ROOM) for s in self.servers}
         if self.client_model:
-            limits["ClientModel"] = ServeLimits(ongoing=self.client_model.capacity() + REFUSAL_ROOM)
-        limits["Router"] = ServeLimits(ongoing=sum(lim.ongoing for lim in limits.values()) + REFUSAL_ROOM)
+            limits["ClientModel"] = ServeLimits.holding(self.client_model.capacity() + REFUSAL_ROOM)
+        limits["Router"] = ServeLimits.holding(sum(lim.ongoing for lim in limits.values()) + REFUSAL_ROOM)
         return limits
 
     def _deployments(self) -> dict[str, tuple[str, DeploymentOptions]]:
@@ -375,8 +391,8 @@ class StandInArgs(Strict):
     queue_limit: int = Field(256, ge=1, description="Generations waiting for one of the engine's slots, beyond which: 429.")
 
     def serve_limits(self) -> dict[str, ServeLimits]:
-        engine = ServeLimits(ongoing=self.engine.max_num_seqs + self.queue_limit + REFUSAL_ROOM)
-        return {"StandInEngine": engine, "StandIn": ServeLimits(ongoing=engine.ongoing + REFUSAL_ROOM)}
+        engine = ServeLimits.holding(self.engine.max_num_seqs + self.queue_limit + REFUSAL_ROOM)
+        return {"StandInEngine": engine, "StandIn": ServeLimits.holding(engine.ongoing + REFUSAL_ROOM)}
 
 
 def _unique(field: str, names: list[str]) -> None:

@@ -175,8 +175,11 @@ class Usage(BaseModel):
     client_prompt_tokens: int = 0
     client_completion_tokens: int = 0
     cost_usd: float = 0.0
-    baseline_cost_usd: float | None = None
+    baseline_cost_usd: float | None = Field(
+        None, description="What the aggregator alone would have charged for an answer this long: an estimate."
+    )
     saving_usd: float | None = None
+    baseline_estimated: bool = Field(False, description="The baseline is estimated (4 characters a token), not billed.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -202,6 +205,7 @@ class Usage(BaseModel):
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
             baseline_cost_usd=both(self.baseline_cost_usd, other.baseline_cost_usd),
             saving_usd=both(self.saving_usd, other.saving_usd),
+            baseline_estimated=self.baseline_estimated or other.baseline_estimated,
         )
 
 

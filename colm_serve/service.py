@@ -16,6 +16,7 @@ from typing import Any
 
 from colm_serve import telemetry
 from colm_serve.accounting.ledger import Admission, Estimate, Ledger
+from colm_serve.accounting.metrics import count_request
 from colm_serve.accounting.stats import merge_stats
 from colm_serve.client_model.types import ClientLM
 from colm_serve.collab import baselines
@@ -35,6 +36,7 @@ from colm_serve.deadline import Deadline, within_deadline
 from colm_serve.errors import InvalidRequest, RateLimited
 from colm_serve.outcome import Outcome, primed
 from colm_serve.protocol import Caller, ChatCompletionRequest, ModelCard, ModelList
+from colm_serve.server_proxy.metrics import MetricsSink, NullSink
 from colm_serve.server_proxy.types import Upstreams
 
 logger = logging.getLogger("colm_serve.service")
@@ -61,6 +63,7 @@ class RouterService:
         client: ClientLM | None,
         ledger: Ledger | Any,
         selectors: dict[str, Selector] | None = None,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.args = AppArgs.model_validate(args)
         self._upstreams = upstreams
@@ -68,6 +71,7 @@ class RouterService:
         self._strategies = build_strategies(Steps(args=self.args, client=client, selectors=self._selectors))
         self._baselines = baselines.Baselines(args=self.args, client=client)
         self._ledger = ledger
+        self._metrics = metrics or NullSink()
 
     def warm(self) -> None:
         """Load what the first request would otherwise wait for (the embedding encoder)."""
@@ -89,6 +93,7 @@ class RouterService:
         """The Outcome; with `stream` the events ending in one, run up to the first so that
         errors before any output still get their HTTP status."""
         target = baselines.resolve(self.args, req.model)
+        self._check_output_limit(req, target)
         opts = req.options()
         timeout = opts.deadline_s or self.args.router.request_timeout_s
         ctx = RequestContext(upstreams=self._upstreams, client=caller.label, weight=caller.weight, cache=opts.cache,
@@ -96,24 +101,34 @@ class RouterService:
         if target.kind == "colm":
             strategy = self._strategy(req)
             run = Run(req=req, conv=Conversation.parse(req.messages), ctx=ctx, stream=req.stream)
-            bound, events = strategy.bound(run), strategy.events(run)
+            bound, events, label = strategy.bound(run), strategy.events(run), strategy.name
         else:
-            bound, events = self._baseline_plan(target, req), self._baselines.events(target, req, ctx, stream=req.stream)
+            bound, label = self._baseline_plan(target, req), req.model
+            events = self._baselines.events(target, req, ctx, stream=req.stream)
         with telemetry.span("colm.admission", client=caller.label, bound_tokens=bound.server_tokens) as span:
             admission = await self._ledger.admit(caller.label, bound)
             span.set(ok=admission.ok, reason=admission.reason, max_specialists=admission.max_specialists)
-        telemetry.current().set(request_id=ctx.request_id, target=target.kind, strategy=run.trace.strategy if target.kind == "colm" else None)
+        telemetry.current().set(request_id=ctx.request_id, target=target.kind, strategy=label if target.kind == "colm" else None)
         if not admission.ok:
             await events.aclose()
             raise RateLimited(f"budget exceeded for this API key: {admission.reason}", retry_after_s=admission.retry_after_s,
                               code="budget_exceeded")
         ctx.max_specialists, ctx.budget_note = admission.max_specialists, admission.reason
         logger.info("[%s] chat model=%s client=%s stream=%s", ctx.request_id, req.model, caller.label, req.stream)
-        events = within_deadline(self._settled(events, admission, ctx, req, colm=target.kind == "colm"),
+        events = within_deadline(self._settled(events, admission, ctx, req, colm=target.kind == "colm", label=label),
                                  Deadline.from_wall(ctx.deadline))
         if req.stream:
             return await primed(events)
         return [e async for e in events if isinstance(e, Outcome)][0]
+
+    def _check_output_limit(self, req: ChatCompletionRequest, target: baselines.Target) -> None:
+        """An answer longer than the client model's context cannot be written: a 400 now, not an
+        error in the middle of a stream that has already begun. (The engine checks the exact sum.)"""
+        limit, cm = req.output_limit(), self.args.client_model
+        if cm and target.kind in ("colm", "client") and limit is not None and limit >= cm.engine.max_model_len:
+            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            raise InvalidRequest(f"{param}={limit} does not fit the client model's context of {cm.engine.max_model_len} "
+                                 f"tokens", param=param, code="context_length_exceeded")
 
     def _strategy(self, req: ChatCompletionRequest) -> Strategy:
         opts = req.options()
@@ -133,7 +148,7 @@ class RouterService:
         return server_alone(target.specialist, messages, req.output_limit() or 512)
 
     async def _settled(self, events: AsyncIterator, admission: Admission, ctx: RequestContext, req: ChatCompletionRequest,
-                       *, colm: bool) -> AsyncIterator:
+                       *, colm: bool, label: str) -> AsyncIterator:
         """Whatever way the request ends (answer, error, deadline, disconnect), what it spent is
         recorded: the trace has metered every upstream call as it came back."""
         try:
@@ -145,6 +160,7 @@ class RouterService:
             try:
                 await events.aclose()
             finally:
+                count_request(self._metrics, client=ctx.client, model=label, usage=ctx.trace.usage)
                 await self._ledger.settle(admission, ctx.trace.usage)
 
     def _add_baseline(self, ctx: RequestContext, req: ChatCompletionRequest, answer: str) -> None:
@@ -153,6 +169,7 @@ class RouterService:
         agg = self.args.specialist(self.args.aggregator)
         usage.baseline_cost_usd = baseline_cost(agg, [m.model_dump(exclude_none=True) for m in req.messages], answer)
         usage.saving_usd = round(usage.baseline_cost_usd - usage.cost_usd, 10)
+        usage.baseline_estimated = True
 
     async def stats(self, *, only: str | None = None) -> dict:
         """Counters per server and per key; `only` keeps one key's row (and its share of each

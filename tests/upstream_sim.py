@@ -271,9 +271,17 @@ class _Counting:
             self.sim._leave()
 
 
-def _usage(body: dict[str, Any], words: list[str]) -> dict[str, int]:
+def _usage(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    """Usage as providers report it. A model named `*-cached` reports half its prompt as served
+    from a prefix cache the OpenAI way, `deepseek-*` the DeepSeek way."""
     prompt = sum(len(_text_of(m).split()) + 3 for m in body["messages"])
-    return {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+    model = body.get("model", "")
+    if model.endswith("-cached"):
+        usage["prompt_tokens_details"] = {"cached_tokens": prompt // 2}
+    elif model.startswith("deepseek-"):
+        usage["prompt_cache_hit_tokens"] = prompt // 2
+    return usage
 
 
 def _answer(body: dict[str, Any]) -> tuple[list[str], str]:

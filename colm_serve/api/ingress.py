@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from colm_serve.accounting.ledger import Ledger
+from colm_serve.accounting.metrics import router_metrics
 from colm_serve.accounting.stores import build_store
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.routes import create_api
@@ -29,7 +30,7 @@ class RouterIngress:
         self._ledger = Ledger(args.budgets, build_store(args.accounting))
         self.service = RouterService(
             args, upstreams=HandleUpstreams(proxies), client=client_model and HandleClientLM(client_model),
-            ledger=self._ledger,
+            ledger=self._ledger, metrics=router_metrics("ray"),
         )
         if not Authenticator(args.auth).enabled:
             logger.warning("no client API keys configured: /v1 accepts any caller (fine on 127.0.0.1, not beyond)")

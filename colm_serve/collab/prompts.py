@@ -30,6 +30,19 @@ def quote(kind: str, text: str, **attrs: str) -> str:
     return f'<data kind="{kind}"{extra}>\n{safe.strip()}\n</data>'
 
 
+def without_delimiters(text: str) -> str:
+    """A small model may copy our <data> tags into what it writes; they are ours, not its."""
+    return re.sub(r"</?\s*data[^>]*>", "", text)
+
+
+def excerpt(text: str, tokens: int) -> str | None:
+    """The opening `tokens` of a text (4 characters a token), marked when cut; None for 0."""
+    if tokens <= 0 or not text.strip():
+        return None
+    limit = tokens * 4
+    return text if len(text) <= limit else text[: limit - 6].rstrip() + " [...]"
+
+
 def words(tokens: int) -> int:
     return max(8, int(tokens * WORDS_PER_TOKEN))
 

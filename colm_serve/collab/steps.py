@@ -149,7 +149,7 @@ class Steps:
                     written = await self.write(run, prompts.client_summary_messages(question, notes), step="summary",
                                                max_tokens=cap, temperature=0.0, shown=False)
                     span.set(completion_tokens=written.completion_tokens)
-                merged = written.text.strip()
+                merged = prompts.without_delimiters(written.text).strip()
         except Exception as exc:  # the notes themselves are still worth passing on
             run.trace.degrade(f"summary failed ({as_colm_error(exc).message}); guidance passed on unsummarized")
             return joined

@@ -96,6 +96,10 @@ def cached_prompt_tokens(usage: object | None) -> int:
     `prompt_tokens_details.cached_tokens`, or DeepSeek's `prompt_cache_hit_tokens`."""
     if usage is None:
         return 0
+    if isinstance(usage, dict):  # the JSON as it came
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return int(cached if cached is not None else usage.get("prompt_cache_hit_tokens") or 0)
     details = getattr(usage, "prompt_tokens_details", None)
     cached = getattr(details, "cached_tokens", None) if details is not None else None
     if cached is None:

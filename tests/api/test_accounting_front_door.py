@@ -131,3 +131,33 @@ async def test_stats_are_private_when_auth_is_on(tmp_path, admin):
         await client.post("/v1/chat/completions", json=ASK)
         keys = (await client.get("/v1/colm/stats")).json()["keys"]
     assert set(keys) == ({"app", "other"} if admin else {"app"})
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str], float] = {}
+
+    def count(self, name, value, *, tags):
+        key = (name, tags["client"], tags["model"])
+        self.counts[key] = self.counts.get(key, 0) + value
+
+    def gauge(self, name, value, *, tags):
+        raise AssertionError("the router keeps no gauges")
+
+
+async def test_each_settled_request_counts_its_cost_and_saving_per_key_and_strategy(tmp_path):
+    args = app_args(auth={"keys": [{"name": "app", "key_sha256": hash_key(KEY)}]})
+    sink = CountingSink()
+    service = RouterService(args, upstreams=Servers(), client=FakeClient(), ledger=Ledger(args.budgets, build_store(
+        AccountingConfig(store="memory"))), metrics=sink,
+        selectors={"llm": AllSelector(), "all": AllSelector(), "embedding": AllSelector()})
+    body = {"model": "colm", "messages": [{"role": "user", "content": "hi"}],
+            "colm": {"strategy": "shepherd", "prefix_tokens": 8, "trace": True}}
+    async with http(service) as client:
+        colm = (await client.post("/v1/chat/completions", json=body)).json()["colm"]["usage"]
+        await client.post("/v1/chat/completions", json=ASK)
+    assert colm["baseline_estimated"] and colm["saving_usd"] == pytest.approx(colm["baseline_cost_usd"] - colm["cost_usd"])
+    assert sink.counts[("requests", "app", "shepherd")] == 1 and sink.counts[("requests", "app", "server/conv")] == 1
+    assert sink.counts[("cost_usd", "app", "shepherd")] == pytest.approx(colm["cost_usd"])
+    kind = "saved_usd" if colm["saving_usd"] > 0 else "overspent_usd"
+    assert sink.counts[(kind, "app", "shepherd")] == pytest.approx(abs(colm["saving_usd"]))

@@ -122,3 +122,11 @@ async def test_api_keys_are_required_when_configured_and_never_echoed():
     assert right.status_code == 200
     assert "app-one" in stats.json()["keys"] and secret not in stats.text
     assert "sk-wrong" not in wrong.text
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_an_answer_longer_than_the_client_context_is_a_400_before_any_stream(http, field):
+    body = {"model": "colm", "messages": [{"role": "user", "content": "hi"}], "stream": True, field: 1_000_000}
+    resp = await http.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == field
+    assert resp.json()["error"]["code"] == "context_length_exceeded"

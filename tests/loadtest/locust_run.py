@@ -46,6 +46,19 @@ def metric_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     return counts
 
 
+def require_chromium() -> None:
+    """Skip without a browser locally; under CI (`make test` installs Chromium) its absence is a failure."""
+    import os
+
+    import pytest
+
+    if chromium_available():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("chromium is not installed, and CI must render the report in a real browser (make browser)")
+    pytest.skip("chromium is not installed (make browser)")
+
+
 def chromium_available() -> bool:
     return Path(CHROMIUM).exists() or shutil.which("chromium") is not None
 

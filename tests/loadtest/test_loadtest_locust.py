@@ -18,9 +18,9 @@ from tests.loadtest.fake_colm_server import RATE_LIMITED_KEY
 from tests.loadtest.locust_run import (
     CUSTOM_METRICS,
     assert_not_blank,
-    chromium_available,
     failure_rows,
     metric_counts,
+    require_chromium,
     run_locust,
     screenshot,
     stats_rows,
@@ -96,8 +96,8 @@ def test_report_written_and_summary_printed(good_run):
     assert "CoLM load test summary" in done.stderr and "server tok/answer" in done.stderr
 
 
-@pytest.mark.skipif(not chromium_available(), reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_a_browser(good_run, tmp_path):
+    require_chromium()
     prefix, _ = good_run
     png = tmp_path / "report.png"
     done = screenshot(Path(f"{prefix}_report.html"), png)

@@ -15,9 +15,9 @@ import pytest
 from tests.loadtest.locust_run import (
     CUSTOM_METRICS,
     assert_not_blank,
-    chromium_available,
     failure_rows,
     metric_counts,
+    require_chromium,
     run_locust,
     screenshot,
     stats_rows,
@@ -44,7 +44,7 @@ def test_headless_run_against_the_app(app_url, tmp_path):
     assert asked[-1] > asked[0]
     page = Path(f"{prefix}_report.html")
     assert page.read_text().count("data:image/png;base64,") == 4
-    if chromium_available():
-        png = tmp_path / "report.png"
-        assert screenshot(page, png).returncode == 0
-        assert_not_blank(png)
+    require_chromium()
+    png = tmp_path / "report.png"
+    assert screenshot(page, png).returncode == 0
+    assert_not_blank(png)

@@ -112,8 +112,14 @@ def _leaks(texts: list[str]) -> list[str]:
     return [f"{secret} in {text[:200]!r}" for text in texts for secret in SECRETS if secret in text]
 
 
+# Loggers that see requests; each is set to DEBUG by name, since a CLI run earlier in the same
+# session (colm-eval, Locust's hooks) may have quieted one of them to WARNING.
+LOGGERS = ("", "colm_serve", "openai", "httpx", "httpx2", "httpcore", "aiohttp", "uvicorn", "fastapi")
+
+
 async def test_no_key_reaches_logs_bodies_streams_stats_or_traces(sim, upstreams, caplog):
-    caplog.set_level(logging.DEBUG)
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name or None)
     ups, _ = upstreams
     async with asgi_client(_service(sim, ups)) as http:
         seen = await _exercise(http, sim)

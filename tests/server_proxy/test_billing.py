@@ -81,3 +81,18 @@ def test_shares_add_up_to_the_whole() -> None:
     parts = [share(whole, 3)] * 3
     assert sum(p.cost_usd for p in parts) == pytest.approx(whole.cost_usd)
     assert abs(sum(p.server_tokens for p in parts) - whole.server_tokens) <= 3
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-cached", "deepseek-chat"])
+async def test_cached_prompt_tokens_are_billed_at_the_cached_price(sim, proxy_for, model) -> None:
+    proxy = proxy_for()
+    call = make_call("a question long enough to have a cached prefix in it", model=model, cache=False,
+                     price_in_per_m=2.0, price_cached_in_per_m=0.5, price_out_per_m=8.0)
+    reply = await proxy.chat(call)
+    assert reply.cached_prompt_tokens == reply.prompt_tokens // 2 > 0
+    fresh = reply.prompt_tokens - reply.cached_prompt_tokens
+    expected = (fresh * 2.0 + reply.cached_prompt_tokens * 0.5 + reply.completion_tokens * 8.0) / 1e6
+    assert reply.billed.cost_usd == pytest.approx(expected)
+    assert reply.billed.server_cached_prompt_tokens == reply.cached_prompt_tokens
+    streamed = [d async for d in proxy.chat_stream(call)][-1]
+    assert streamed.billed.server_cached_prompt_tokens == reply.cached_prompt_tokens

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import defaultdict
 
 from colm_serve.server_proxy.proxy import ServerProxy
-from colm_serve.server_proxy.metrics import COUNTERS, GAUGES, PREFIX, RayMetricsSink
+from colm_serve.server_proxy.metrics import COUNTERS, GAUGES, PREFIX, BufferedSink, RayMetricsSink
 from tests.server_proxy.conftest import make_call, server_config
 
 
@@ -63,12 +65,30 @@ def test_ray_sink_tags_by_server_and_client_and_skips_zero() -> None:
 
 
 def test_real_ray_sink_builds_without_starting_ray() -> None:
-    import ray
-
-    RayMetricsSink().count("requests", 1, tags={"server": "s", "client": "c"})
-    assert not ray.is_initialized()
+    # A fresh interpreter: earlier tests in this session may have started Ray themselves.
+    probe = (
+        "import ray\n"
+        "from colm_serve.server_proxy.metrics import RayMetricsSink\n"
+        "RayMetricsSink().count('requests', 1, tags={'server': 's', 'client': 'c'})\n"
+        "assert not ray.is_initialized(), 'the sink started Ray'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_server_proxy_takes_the_ray_sink_by_name(sim) -> None:
     proxy = ServerProxy(server_config(sim).model_dump(), metrics="ray")
-    assert isinstance(proxy._stats._sink, RayMetricsSink)
+    assert isinstance(proxy._stats._sink, BufferedSink) and isinstance(proxy._stats._sink._sink, RayMetricsSink)
+
+
+async def test_buffered_metrics_add_up_and_reach_the_sink_within_the_interval() -> None:
+    import asyncio
+
+    sink = RecordingSink()
+    buffered = BufferedSink(sink, interval_s=0.05)
+    for _ in range(100):
+        buffered.count("requests", 1, tags={"server": "s", "client": "a"})
+        buffered.gauge("in_flight", 3, tags={"server": "s", "client": "_all"})
+    assert sink.counts == {}  # nothing per increment
+    await asyncio.sleep(0.1)
+    assert sink.counts[("requests", "a")] == 100 and sink.gauges["in_flight"] == 3

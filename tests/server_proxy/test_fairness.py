@@ -72,6 +72,72 @@ async def test_a_deadline_in_the_queue_gives_up_and_frees_its_place() -> None:
     assert queue.in_flight == 0
 
 
+async def _light_then_flood(queue: FairQueue, heavy: int) -> tuple[list[str], list[asyncio.Future], asyncio.Event]:
+    """Two slots: the light client holds one and frees it once the heavy client holds the other
+    and has queued the rest of its `heavy` calls; heavy's calls each last until `release`."""
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def one_heavy() -> None:
+        async with queue.slot("heavy", 1, NO_DEADLINE):
+            order.append("heavy")
+            await release.wait()
+
+    async with queue.slot("light", 1, NO_DEADLINE):
+        tasks = [asyncio.ensure_future(one_heavy()) for _ in range(heavy)]
+        await asyncio.sleep(0)
+    return order, tasks, release
+
+
+async def test_a_light_client_coming_back_gets_its_kept_slot_ahead_of_the_flood() -> None:
+    queue = FairQueue(max_concurrency=2, queue_limit=100, anticipate_s=0.5)
+    order, tasks, release = await _light_then_flood(queue, heavy=6)
+    assert queue.kept == 1 and order == ["heavy"]  # the flood did not take the freed slot
+    await asyncio.sleep(0.05)  # its answer travels back; its next request comes
+    started = time.monotonic()
+    async with queue.slot("light", 1, NO_DEADLINE):
+        assert time.monotonic() - started < 0.05 and queue.kept == 0
+    release.set()
+    await asyncio.gather(*tasks)
+    assert queue.in_flight == 0 and queue.waiting == 0 and queue.kept == 0
+
+
+async def test_a_kept_slot_goes_to_the_queue_when_its_client_does_not_come_back() -> None:
+    queue = FairQueue(max_concurrency=2, queue_limit=100, anticipate_s=0.05)
+    order, tasks, release = await _light_then_flood(queue, heavy=6)
+    assert order == ["heavy"]
+    await asyncio.sleep(0.1)
+    assert order == ["heavy", "heavy"] and queue.kept == 0  # capacity is not lost for longer
+    release.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_nothing_is_kept_for_a_client_with_calls_queued() -> None:
+    queue = FairQueue(max_concurrency=1, queue_limit=100, anticipate_s=5.0)
+    order = await _admit_order(queue, [("heavy", 1)] * 3 + [("light", 1)])
+    assert queue.kept == 0 and len(order) == 4  # the flood's freed slots went on at once
+
+
+async def test_nothing_is_kept_for_a_client_above_its_share() -> None:
+    queue = FairQueue(max_concurrency=2, queue_limit=100, anticipate_s=5.0)
+    first, second = queue.slot("light", 1, NO_DEADLINE), queue.slot("light", 1, NO_DEADLINE)
+    await first.__aenter__()
+    await second.__aenter__()
+    heavy = asyncio.ensure_future(queue.slot("heavy", 1, NO_DEADLINE).__aenter__())
+    await asyncio.sleep(0)
+    await first.__aexit__(None, None, None)  # light keeps 1 slot, its share of 2 between two
+    await asyncio.wait_for(heavy, 1)
+    assert queue.kept == 0
+    await second.__aexit__(None, None, None)
+
+
+async def test_with_nobody_waiting_nothing_is_kept() -> None:
+    queue = FairQueue(max_concurrency=2, queue_limit=100, anticipate_s=5.0)
+    async with queue.slot("light", 1, NO_DEADLINE):
+        pass
+    assert queue.kept == 0 and queue.in_flight == 0
+
+
 async def test_queue_full_at_the_proxy_answers_429_and_loses_no_admitted_call(sim, proxy_for) -> None:
     proxy = proxy_for(max_concurrency=1, queue_limit=2)
     sim.set_faults(latency_s=0.3)

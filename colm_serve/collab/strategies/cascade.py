@@ -38,18 +38,18 @@ class Cascade(Strategy):
         return (f"Strategy cascade: the client model answers; below a mean token log-probability of {threshold} "
                 f"it escalates to {escalate_to}.\n")
 
-    def plan(self, run: Run) -> tuple[float, str, bool]:
+    def plan(self, run: Run) -> tuple[float, str, int]:
         opts, cfg = run.req.options(), self.args.collaboration.cascade
         threshold = cfg.threshold if opts.threshold is None else opts.threshold
-        return threshold, opts.escalate_to or cfg.escalate_to, cfg.attach_draft
+        return threshold, opts.escalate_to or cfg.escalate_to, cfg.draft_tokens
 
     def bound(self, run: Run) -> Estimate:
-        _, escalate_to, attach = self.plan(run)
+        _, escalate_to, draft_tokens = self.plan(run)
         target = self.shepherd if escalate_to == "shepherd" else self.guide
-        return target.bound(run, draft=attach)
+        return target.bound(run, draft_tokens=draft_tokens)
 
     async def body(self, run: Run) -> None:
-        threshold, escalate_to, attach = self.plan(run)
+        threshold, escalate_to, draft_tokens = self.plan(run)
         conv = run.conv
         with telemetry.span("colm.round", index=0, step="draft") as span:
             draft = await self.steps.write(run, prompts.client_messages(conv.text_history(), conv.question_text()),
@@ -71,9 +71,9 @@ class Cascade(Strategy):
             run.emit(draft.text)
             run.emit(Finished(draft.finish_reason))
             return
-        attached = draft.text if attach else None
+        attached = prompts.excerpt(draft.text, draft_tokens)
         if escalate_to == "shepherd":
-            [spec] = await self.steps.select(run, selector=self.selector(run.req.options()), k=1)
+            spec = (await self.steps.select(run, selector=self.selector(run.req.options()), k=1))[0]
             await self.shepherd.lead(run, spec, draft=attached)
             return
         k, iterations, summary = self.guide.plan(run)

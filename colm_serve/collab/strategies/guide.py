@@ -47,13 +47,14 @@ class Guide(Strategy):
                                  param="colm.iterations")
         return k, iterations, opts.summary or cfg.collaboration.summary
 
-    def bound(self, run: Run, *, draft: bool = False) -> Estimate:
+    def bound(self, run: Run, *, draft_tokens: int = 0) -> Estimate:
         k, iterations, summary = self.plan(run)
         cfg, conv, spec = self.args, run.conv, priciest(self.args)
-        longest = longest_text(cfg.refinement.client_max_tokens)
+        longest = longest_text(run.req.output_limit() or cfg.refinement.client_max_tokens)
         bound = Bound().specialist_calls(
             spec, prompts.guidance_messages(spec, conv.text_history(), conv.question_text(),
-                                            max_tokens=cfg.guidance.max_tokens, draft=longest if draft else None),
+                                            max_tokens=cfg.guidance.max_tokens,
+                                            draft=longest_text(draft_tokens) if draft_tokens else None),
             cfg.guidance.max_tokens, k=k)
         critique = prompts.critique_messages(spec, conv.text_history(), conv.question_text(), longest,
                                              max_tokens=cfg.refinement.critique_max_tokens)

@@ -31,9 +31,9 @@ class Shepherd(Strategy):
     def prefix_tokens(self, run: Run) -> int:
         return run.req.options().prefix_tokens or self.args.collaboration.shepherd.prefix_tokens
 
-    def bound(self, run: Run, *, draft: bool = False) -> Estimate:
+    def bound(self, run: Run, *, draft_tokens: int = 0) -> Estimate:
         conv, spec = run.conv, priciest(self.args)
-        attached = longest_text(self.args.refinement.client_max_tokens) if draft else None
+        attached = longest_text(draft_tokens) if draft_tokens else None
         messages = prompts.prefix_messages(conv.text_history(), conv.question_text(), draft=attached)
         bound = Bound().specialist_calls(spec, messages, self.prefix_tokens(run), k=1)
         return with_selection(self, run, bound).estimate()
@@ -43,7 +43,7 @@ class Shepherd(Strategy):
             run.trace.degrade(f"client_only: {run.ctx.budget_note}")
             await self.alone(run, "the budget pays for no specialist")
             return
-        [spec] = await self.steps.select(run, selector=self.selector(run.req.options()), k=1)
+        spec = (await self.steps.select(run, selector=self.selector(run.req.options()), k=1))[0]
         await self.lead(run, spec)
 
     def plan_note(self, run: Run) -> str:
