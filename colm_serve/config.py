@@ -381,7 +381,7 @@ class AppArgs(Strict):
 
 
 class StandInArgs(Strict):
-    """Arguments of `colm_serve.app:build_stand_in_app`: the embedded OpenAI-compatible server."""
+    """Arguments of `colm_serve.stand_in.app:build_stand_in_app`: the embedded OpenAI-compatible server."""
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     served_models: list[str] = Field(min_length=1, description="Model ids it answers to (aliases of one engine).")

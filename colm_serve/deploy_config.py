@@ -23,7 +23,7 @@ from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 from colm_serve.config import AppArgs, StandInArgs
 
 APP_IMPORT_PATH = "colm_serve.app:build_app"
-STAND_IN_IMPORT_PATH = "colm_serve.app:build_stand_in_app"
+STAND_IN_IMPORT_PATH = "colm_serve.stand_in.app:build_stand_in_app"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0"}
 
 

@@ -158,7 +158,7 @@ BROKEN = [
     ("model not served upstream", lambda d: _set(_colm_args(d), "specialists.2.model", "smollm2-locl"),
      ["args.specialists.qwen-coder.model", "'smollm2-locl' is not served by app 'upstream'"]),
     ("route not served", lambda d: _set(_colm_args(d), "servers.0.base_url", "http://127.0.0.1:8000/upstrem/v1"),
-     ["args.servers.local.base_url", "no colm_serve.app:build_stand_in_app app"]),
+     ["args.servers.local.base_url", "no colm_serve.stand_in.app:build_stand_in_app app"]),
 ]
 
 

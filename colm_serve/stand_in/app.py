@@ -1,0 +1,28 @@
+"""The stand-in's application builder, kept in its own room: nothing on the request path
+imports the stand-in, so a deployment against cloud providers carries none of it.
+
+serve_config.yaml names it `colm_serve.stand_in.app:build_stand_in_app`; Serve passes the
+YAML `args` as a dict, and the first line validates it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from colm_serve.client_model.engine import LLMEngine
+from colm_serve.config import StandInArgs
+from colm_serve.stand_in.service import StandInService
+
+
+def build_stand_in_app(raw_args: dict[str, Any]) -> Application:
+    """The embedded OpenAI-compatible server that stands in for cloud providers offline."""
+    args = StandInArgs.model_validate(raw_args)
+    limits = args.serve_limits()
+    engine = serve.deployment(LLMEngine, **args.deployment.serve_options("StandInEngine", limits["StandInEngine"])).bind(
+        args.engine, default_max_tokens=args.default_max_tokens, queue_limit=args.queue_limit
+    )
+    ingress = serve.deployment(serve.ingress()(StandInService), **args.ingress.serve_options("StandIn", limits["StandIn"]))
+    return ingress.bind(args.model_dump(mode="json"), engine)
