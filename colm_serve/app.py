@@ -17,7 +17,7 @@ from colm_serve.accounting.ledger import spend_recorder
 from colm_serve.api.ingress import RouterIngress
 from colm_serve.client_model.engine import LLMEngine
 from colm_serve.config import AppArgs
-from colm_serve.server_proxy.proxy import ServerProxy
+from colm_serve.server_proxy.proxy import ServedProxy
 
 
 def build_app(raw_args: dict[str, Any]) -> Application:
@@ -28,7 +28,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
         cm.engine, default_max_tokens=cm.default_max_tokens, queue_limit=cm.queue_limit
     )
     proxies = {
-        s.name: serve.deployment(ServerProxy, **s.deployment.serve_options(name, limits[name])).bind(
+        s.name: serve.deployment(ServedProxy, **s.deployment.serve_options(name, limits[name])).bind(
             s, metrics="ray", spend_sink=functools.partial(spend_recorder, args.accounting.model_dump(mode="json"))
         )
         for s in args.servers

@@ -347,6 +347,15 @@ class ServerProxy:
         self._stats.gauge("breaker_state", BREAKER_LEVEL[state])
 
 
+class ServedProxy(ServerProxy):
+    """The ServerProxy as a Serve deployment runs it: on a graceful stop, Serve awaits
+    `__del__`, so spend still being recorded is written and the HTTP session is closed.
+    (A plain ServerProxy has no async `__del__`: garbage collection cannot await one.)"""
+
+    async def __del__(self) -> None:
+        await self.aclose()
+
+
 def _sink(given: Callable[[], SpendSink] | SpendSink | None) -> SpendSink | None:
     """A sink is an async function; anything else is a factory that makes one (what crosses Ray)."""
     if given is None or inspect.iscoroutinefunction(given) or inspect.iscoroutinefunction(getattr(given, "__call__", None)):

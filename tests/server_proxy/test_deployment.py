@@ -92,3 +92,12 @@ async def test_buffered_metrics_add_up_and_reach_the_sink_within_the_interval() 
     assert sink.counts == {}  # nothing per increment
     await asyncio.sleep(0.1)
     assert sink.counts[("requests", "a")] == 100 and sink.gauges["in_flight"] == 3
+
+
+async def test_the_deployed_proxy_closes_its_http_session_on_a_graceful_stop(sim) -> None:
+    from colm_serve.server_proxy.proxy import ServedProxy
+
+    proxy = ServedProxy(server_config(sim).model_dump())
+    assert not proxy._client.is_closed()
+    await proxy.__del__()  # what Serve awaits when it stops the replica
+    assert proxy._client.is_closed()
