@@ -97,7 +97,9 @@ async def test_buffered_metrics_add_up_and_reach_the_sink_within_the_interval() 
 async def test_the_deployed_proxy_closes_its_http_session_on_a_graceful_stop(sim) -> None:
     from colm_serve.server_proxy.proxy import ServedProxy
 
-    proxy = ServedProxy(server_config(sim).model_dump())
+    # On a plain ServerProxy: garbage collection would call a ServedProxy's async __del__ again
+    # and leave that coroutine unawaited; Serve's replica is the one that awaits it.
+    proxy = ServerProxy(server_config(sim).model_dump())
     assert not proxy._client.is_closed()
-    await proxy.__del__()  # what Serve awaits when it stops the replica
+    await ServedProxy.__del__(proxy)  # what Serve awaits when it stops the replica
     assert proxy._client.is_closed()
