@@ -317,7 +317,8 @@ class ServerProxy:
     def _body(cls, call: UpstreamCall) -> dict[str, Any]:
         """The JSON body as sent: the parameters, and the provider extensions merged in."""
         params = cls._params(call)
-        return {**params, **(params.pop("extra_body", None) or {})}
+        extensions = params.pop("extra_body", None) or {}
+        return {**params, **extensions}
 
     @staticmethod
     def _params(call: UpstreamCall) -> dict[str, Any]:

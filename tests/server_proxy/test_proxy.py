@@ -50,6 +50,13 @@ async def test_reply_carries_usage_and_cost(sim, proxy_for) -> None:
     assert sim.stats.log[0].body["max_tokens"] == 5 and "seed" not in sim.stats.log[0].body
 
 
+async def test_provider_extensions_are_merged_into_the_body_not_sent_as_extra_body(sim, proxy_for) -> None:
+    proxy = proxy_for()
+    await proxy.chat(make_call("write it all", max_tokens=5, extra_body={"ignore_eos": True, "min_tokens": 5}))
+    body = sim.stats.log[0].body
+    assert body["ignore_eos"] is True and body["min_tokens"] == 5 and "extra_body" not in body
+
+
 async def test_stats_follow_the_contract_per_server_and_key(sim, proxy_for) -> None:
     proxy = proxy_for(max_concurrency=3)
     await proxy.chat(make_call("a", client="app-a"))
