@@ -60,8 +60,7 @@ class FairQueue:
         self.anticipate_s = anticipate_s
         self.in_flight = 0
         self.waiting = 0
-        self.kept = 0  # slots kept for a client coming back (anticipation)
-        self._keeping: dict[str, asyncio.TimerHandle] = {}
+        self._keeping: dict[str, asyncio.TimerHandle] = {}  # slots kept for a client coming back
         self._holding: dict[str, int] = {}  # slots held, per client
         self._queued: dict[str, int] = {}  # live waiters, per client
         self._weights: dict[str, float] = {}
@@ -72,6 +71,11 @@ class FairQueue:
         self._vtime = 0.0
         self._seq = itertools.count()
         self._hold_s = 1.0
+
+    @property
+    def kept(self) -> int:
+        """Slots kept for a client coming back (anticipation)."""
+        return len(self._keeping)
 
     def waiting_by_client(self) -> dict[str, int]:
         return {client: n for client, n in self._queued.items() if n}
@@ -96,7 +100,6 @@ class FairQueue:
         kept = self._keeping.pop(client, None)
         if kept is not None:  # its slot was kept for it
             kept.cancel()
-            self.kept -= 1
             self._grant(client, self._tag(client, weight))
             return
         if self.in_flight + self.kept < self.max_concurrency and self.waiting == 0:
@@ -143,7 +146,6 @@ class FairQueue:
         self.in_flight -= 1
         self._holding[client] -= 1
         if keep and self._keeps_for(client):
-            self.kept += 1
             self._keeping[client] = asyncio.get_running_loop().call_later(self.anticipate_s, self._give_up_keeping, client)
             self._changed()
             return
@@ -160,7 +162,6 @@ class FairQueue:
 
     def _give_up_keeping(self, client: str) -> None:
         if self._keeping.pop(client, None) is not None:
-            self.kept -= 1
             self._dispatch()
 
     def _dispatch(self) -> None:
@@ -177,7 +178,6 @@ class FairQueue:
             for timer in self._keeping.values():
                 timer.cancel()
             self._keeping.clear()
-            self.kept = 0
         if not self._heap and self.in_flight == 0:
             self._finish.clear()  # idle: old tags carry no history worth keeping
             self._holding.clear()
