@@ -36,6 +36,7 @@ from colm_serve.server_proxy.metrics import METRICS_SINKS, MetricsSink
 from colm_serve.server_proxy.retry import AttemptMeter, RetryLoop
 from colm_serve.server_proxy.stats import BREAKER_LEVEL, ProxyStats
 from colm_serve.server_proxy.streaming import OpenStream, StreamTally, relay
+from colm_serve.server_proxy.transport import JsonPost
 from colm_serve.server_proxy.types import (
     UpstreamCall,
     UpstreamDelta,
@@ -50,7 +51,7 @@ class ServerProxy:
     """One upstream server's proxy: fairness, limits, retries, breaker, coalescing, cache, stats.
 
     `server` may arrive as a dict once it has crossed a Ray boundary. Injected for tests:
-    `client` (the openai SDK client), `clock`, `metrics` (a MetricsSink or a name in
+    `client` (the openai SDK client for streams), `clock`, `metrics` (a MetricsSink or a name in
     METRICS_SINKS; the app deploys it with "ray") and `rng` (backoff jitter). `spend_sink`
     records spend no caller will be billed for (see billing.py); the app passes a factory,
     called here, since a live ledger cannot cross a Ray boundary.
@@ -70,12 +71,13 @@ class ServerProxy:
         server = ServerConfig.model_validate(server) if isinstance(server, dict) else server
         self.server = server
         metrics = METRICS_SINKS[metrics]() if isinstance(metrics, str) else metrics
-        # aiohttp under the SDK: httpx's connection pool scans every connection on every
-        # request, which at hundreds of calls in flight cost this proxy half its CPU.
+        # aiohttp under the SDK (streams): httpx's connection pool scans every connection on
+        # every request, which at hundreds of calls in flight cost this proxy half its CPU.
         self._client = client or openai.AsyncOpenAI(
             base_url=server.base_url, api_key=server.api_key(), max_retries=0, timeout=server.timeout_s,
             http_client=openai.DefaultAioHttpClient(timeout=server.timeout_s),
         )
+        self._post = JsonPost(server.base_url, self._client.api_key)
         self._clock = clock
         self._stats = ProxyStats(server.name, sink=metrics)
         self._breaker = CircuitBreaker(server.breaker, server=server.name, clock=clock, on_change=self._breaker_moved)
@@ -157,6 +159,7 @@ class ServerProxy:
 
     async def aclose(self) -> None:
         await self._billing.aclose()
+        await self._post.aclose()
         await self._client.close()
 
     # -- non-streaming path ------------------------------------------------------------
@@ -208,13 +211,8 @@ class ServerProxy:
         await self._limits.acquire(estimate, deadline)
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
         meter.sent()
-        # The SDK's low-level post: its HTTP, errors and retries-off, but the JSON as it came, not
-        # a typed ChatCompletion built from a typed params transform, which cost a third of this
-        # proxy's CPU per call. Only the few fields below are read.
-        completion = await self._client.post(
-            "/chat/completions", body=self._body(call), cast_to=object,
-            options={"timeout": deadline.cap(self.server.timeout_s)},
-        )
+        # The JSON as it came (see transport.py): only the few fields below are read.
+        completion = await self._post.post("/chat/completions", self._body(call), timeout_s=deadline.cap(self.server.timeout_s))
         if not isinstance(completion, dict):
             raise openai.APIResponseValidationError(None, completion, message="the upstream's answer is not a JSON object")  # type: ignore[arg-type]
         usage = completion.get("usage") or None

@@ -100,6 +100,7 @@ async def test_the_deployed_proxy_closes_its_http_session_on_a_graceful_stop(sim
     # On a plain ServerProxy: garbage collection would call a ServedProxy's async __del__ again
     # and leave that coroutine unawaited; Serve's replica is the one that awaits it.
     proxy = ServerProxy(server_config(sim).model_dump())
-    assert not proxy._client.is_closed()
+    await proxy.chat(make_call())  # opens the unary session
+    assert not proxy._client.is_closed() and not proxy._post.closed
     await ServedProxy.__del__(proxy)  # what Serve awaits when it stops the replica
-    assert proxy._client.is_closed()
+    assert proxy._client.is_closed() and proxy._post.closed

@@ -1,0 +1,90 @@
+"""The unary upstream request: one JSON POST over a kept-alive aiohttp session.
+
+Every pass-through and guidance call crosses this, so it is kept to what the wire needs. The
+openai SDK's request path (options, header and URL building, its httpx-shaped transport over
+aiohttp) cost about 1.1 ms of CPU per call here, three times the POST itself, and a ServerProxy
+replica is one process on one core for all callers of its server. Failures still leave as the
+SDK's error classes, so the retry loop and the breaker judge both paths alike. Streams keep the
+SDK: their per-request cost is spread over the whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib.metadata import version
+from typing import Any
+
+import aiohttp
+import httpx2
+import openai
+
+_STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    409: openai.ConflictError,
+    422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
+
+
+class JsonPost:
+    """POSTs to `base_url` + path with our key; the session opens on the first call, in the
+    replica's event loop, and is shared by every call after it."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
+                         "Accept": "application/json", "User-Agent": f"colm-serve/{version('colm-serve')}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> Any:
+        url = self._base + path
+        try:
+            async with self._open().post(url, data=json.dumps(body), headers=self._headers,
+                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, dict(resp.headers)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from None
+        except aiohttp.ClientError as exc:
+            raise openai.APIConnectionError(message=f"Connection error: {type(exc).__name__}",
+                                            request=httpx2.Request("POST", url)) from None
+        if status >= 300:
+            raise status_error(url, status, headers, raw)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            response = httpx2.Response(status, headers=headers, content=raw, request=httpx2.Request("POST", url))
+            raise openai.APIResponseValidationError(response, raw.decode(errors="replace")[:300],
+                                                    message="the upstream's answer is not JSON") from None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No connection cap: the fair queue already bounds the calls in flight, and a second
+            # bound here could only hold a call that has its slot.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        return self._session
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None or self._session.closed
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def status_error(url: str, status: int, headers: dict[str, str], raw: bytes) -> openai.APIStatusError:
+    """The SDK's error for an upstream's non-2xx answer, its `error` object as the body."""
+    response = httpx2.Response(status, headers=headers, content=raw, request=httpx2.Request("POST", url))
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw.decode(errors="replace") or None
+    if isinstance(body, dict) and "error" in body:
+        body = body["error"]
+    cls = _STATUS_ERRORS.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
+    return cls(f"Error code: {status} - {body}", response=response, body=body)

@@ -1,0 +1,92 @@
+"""The unary transport against a real HTTP upstream: answers, and each failure as the SDK's error class."""
+
+from __future__ import annotations
+
+import socket
+
+import openai
+import pytest
+
+from colm_serve.server_proxy.retry import classify
+from colm_serve.server_proxy.transport import JsonPost, status_error
+from tests.upstream_sim import Fault, UpstreamSim
+
+BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 8}
+
+
+@pytest.fixture
+async def post(sim):
+    made = JsonPost(sim.url, "EMPTY")
+    yield made
+    await made.aclose()
+
+
+async def test_an_answer_comes_back_as_the_json_sent_and_the_body_goes_out_as_given(sim, post) -> None:
+    answer = await post.post("/chat/completions", {**BODY, "ignore_eos": True}, timeout_s=5)
+    assert answer["object"] == "chat.completion" and answer["usage"]["completion_tokens"] > 0
+    seen = sim.stats.log[-1].body
+    assert seen["ignore_eos"] is True and seen["messages"] == BODY["messages"]
+
+
+async def test_a_429_is_the_sdks_rate_limit_error_with_its_retry_after(sim, post) -> None:
+    sim.set_faults(script=[Fault.error(429, retry_after="3", message="slow down")])
+    with pytest.raises(openai.RateLimitError) as caught:
+        await post.post("/chat/completions", BODY, timeout_s=5)
+    failure = classify(caught.value)
+    assert failure.retryable and failure.status == 429 and failure.retry_after_s == 3.0
+    assert "slow down" in failure.message  # the upstream's `error.message`, not the raw JSON
+
+
+async def test_a_5xx_is_an_internal_server_error_the_breaker_counts(sim, post) -> None:
+    sim.set_faults(script=[Fault.error(503)])
+    with pytest.raises(openai.InternalServerError) as caught:
+        await post.post("/chat/completions", BODY, timeout_s=5)
+    assert classify(caught.value).verdict == "failure"
+
+
+async def test_a_wrong_key_is_an_authentication_error() -> None:
+    with UpstreamSim(api_key="right") as locked:
+        wrong, right = JsonPost(locked.url, "wrong"), JsonPost(locked.url, "right")
+        try:
+            with pytest.raises(openai.AuthenticationError):
+                await wrong.post("/chat/completions", BODY, timeout_s=5)
+            assert (await right.post("/chat/completions", BODY, timeout_s=5))["choices"]
+        finally:
+            await wrong.aclose()
+            await right.aclose()
+
+
+async def test_an_upstream_that_hangs_is_a_timeout(sim, post) -> None:
+    sim.set_faults(script=[Fault.hang(hang_s=5)])
+    with pytest.raises(openai.APITimeoutError):
+        await post.post("/chat/completions", BODY, timeout_s=0.3)
+
+
+async def test_a_dropped_connection_and_a_closed_port_are_connection_errors(sim, post) -> None:
+    sim.set_faults(script=[Fault.drop(after_chunks=0)])
+    with pytest.raises(openai.APIConnectionError):
+        await post.post("/chat/completions", BODY, timeout_s=5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: the connection is refused
+        nowhere = JsonPost(f"http://127.0.0.1:{port}/v1", "EMPTY")
+        try:
+            with pytest.raises(openai.APIConnectionError) as caught:
+                await nowhere.post("/chat/completions", BODY, timeout_s=5)
+        finally:
+            await nowhere.aclose()
+    assert not isinstance(caught.value, openai.APITimeoutError)
+
+
+def test_a_non_json_error_body_keeps_its_text_and_an_unknown_4xx_is_a_plain_status_error() -> None:
+    err = status_error("http://up/v1/chat/completions", 418, {}, b"I am a teapot")
+    assert type(err) is openai.APIStatusError and err.status_code == 418 and err.body == "I am a teapot"
+    assert classify(err).retryable is False
+
+
+async def test_close_ends_the_session(sim) -> None:
+    post = JsonPost(sim.url, "EMPTY")
+    await post.post("/chat/completions", BODY, timeout_s=5)
+    assert not post.closed
+    await post.aclose()
+    assert post.closed
