@@ -43,15 +43,16 @@ class JsonPost:
     async def post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> Any:
         url = self._base + path
         try:
-            async with self._open().post(url, data=json.dumps(body), headers=self._headers,
+            # No redirects followed, as with the SDK: a 3xx from a provider is an error to see.
+            async with self._open().post(url, data=json.dumps(body), headers=self._headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, dict(resp.headers)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from None
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from exc
         except aiohttp.ClientError as exc:
             raise openai.APIConnectionError(message=f"Connection error: {type(exc).__name__}",
-                                            request=httpx2.Request("POST", url)) from None
+                                            request=httpx2.Request("POST", url)) from exc
         if status >= 300:
             raise status_error(url, status, headers, raw)
         try:
@@ -64,8 +65,10 @@ class JsonPost:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # No connection cap: the fair queue already bounds the calls in flight, and a second
-            # bound here could only hold a call that has its slot.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+            # bound here could only hold a call that has its slot. trust_env: HTTP(S)_PROXY and
+            # NO_PROXY apply as they do to the SDK's streams.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                                                  trust_env=True)
         return self._session
 
     @property
