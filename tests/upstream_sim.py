@@ -95,6 +95,7 @@ class RequestRecord:
     prompt: str
     fault: str | None
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -214,14 +215,15 @@ class UpstreamSim:
         with self._lock:
             self._stats.in_flight -= 1
 
-    def _admit(self, body: dict[str, Any]) -> tuple[Fault | None, float, float]:
+    def _admit(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[Fault | None, float, float]:
         with self._lock:
             faults = self._faults
             fault = faults.next_for(body.get("model", ""))
             delay = faults.latency_s + self._rng.uniform(0, faults.jitter_s)
             prompt = _text_of(body["messages"][-1]) if body.get("messages") else ""
             record = RequestRecord(
-                time.monotonic(), body.get("model", ""), bool(body.get("stream")), prompt, fault and fault.kind, body
+                time.monotonic(), body.get("model", ""), bool(body.get("stream")), prompt, fault and fault.kind, body,
+                headers,
             )
             self._stats.requests += 1
             self._stats.log.append(record)
@@ -243,7 +245,7 @@ class UpstreamSim:
             body = await request.json()
             if not body.get("messages") or not isinstance(body.get("max_tokens", 1), int):
                 return _error(400, "messages must be a non-empty list")
-            fault, delay, token_delay = self._admit(body)
+            fault, delay, token_delay = self._admit(body, dict(request.headers))
             await asyncio.sleep(delay)
             if fault is not None:
                 return await _inject(fault, request, body)

@@ -77,7 +77,8 @@ class ServerProxy:
             base_url=server.base_url, api_key=server.api_key(), max_retries=0, timeout=server.timeout_s,
             http_client=openai.DefaultAioHttpClient(timeout=server.timeout_s),
         )
-        self._post = JsonPost(server.base_url, self._client.api_key)
+        self._post = JsonPost(server.base_url, self._client.api_key, organization=self._client.organization,
+                              project=self._client.project)
         self._clock = clock
         self._stats = ProxyStats(server.name, sink=metrics)
         self._breaker = CircuitBreaker(server.breaker, server=server.name, clock=clock, on_change=self._breaker_moved)

@@ -34,10 +34,12 @@ class JsonPost:
     """POSTs to `base_url` + path with our key; the session opens on the first call, in the
     replica's event loop, and is shared by every call after it."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, api_key: str, *, organization: str | None = None, project: str | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                          "Accept": "application/json", "User-Agent": f"colm-serve/{version('colm-serve')}"}
+        # What the SDK sends from OPENAI_ORG_ID / OPENAI_PROJECT_ID, so both paths bill one account.
+        self._headers.update({k: v for k, v in (("OpenAI-Organization", organization), ("OpenAI-Project", project)) if v})
         self._session: aiohttp.ClientSession | None = None
 
     async def post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> Any:

@@ -90,3 +90,19 @@ async def test_close_ends_the_session(sim) -> None:
     assert not post.closed
     await post.aclose()
     assert post.closed
+
+
+async def test_the_proxy_sends_the_sdks_account_headers_on_unary_calls(sim, monkeypatch) -> None:
+    from colm_serve.server_proxy.proxy import ServerProxy
+    from tests.server_proxy.conftest import make_call, server_config
+
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-test")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-test")
+    proxy = ServerProxy(server_config(sim))
+    try:
+        await proxy.chat(make_call())
+    finally:
+        await proxy.aclose()
+    headers = sim.stats.log[-1].headers
+    assert headers["openai-organization"] == "org-test" and headers["openai-project"] == "proj-test"
+    assert headers["authorization"] == "Bearer EMPTY" and headers["user-agent"].startswith("colm-serve/")
