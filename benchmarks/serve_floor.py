@@ -3,8 +3,8 @@
 A Serve app with the router's hops and nothing else: a FastAPI ingress reads the JSON body and
 hands it through one deployment handle to a second deployment, which POSTs it to the upstream
 over a kept-alive aiohttp session and returns the JSON it got. No validation, fairness,
-admission or accounting. `router_overhead.py --floor` measures it beside the real app, so the
-figures show how much of the added latency is Serve's and how much is ours.
+admission or accounting. `router_overhead.py` measures it after the real app (`--no-floor`
+skips it), so the figures show how much of the added latency is Serve's and how much is ours.
 """
 
 from __future__ import annotations

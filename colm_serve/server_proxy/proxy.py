@@ -212,10 +212,8 @@ class ServerProxy:
         await self._limits.acquire(estimate, deadline)
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
         meter.sent()
-        # The JSON as it came (see transport.py): only the few fields below are read.
+        # The JSON object as it came (see transport.py): only the few fields below are read.
         completion = await self._post.post("/chat/completions", self._body(call), timeout_s=deadline.cap(self.server.timeout_s))
-        if not isinstance(completion, dict):
-            raise openai.APIResponseValidationError(None, completion, message="the upstream's answer is not a JSON object")  # type: ignore[arg-type]
         usage = completion.get("usage") or None
         self._limits.settle(estimated=estimate, actual=usage.get("total_tokens", estimate) if usage else estimate)
         return completion

@@ -19,6 +19,7 @@ import aiohttp
 import httpx2
 import openai
 
+USER_AGENT = f"colm-serve/{version('colm-serve')}"
 _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
     400: openai.BadRequestError,
     401: openai.AuthenticationError,
@@ -37,12 +38,13 @@ class JsonPost:
     def __init__(self, base_url: str, api_key: str, *, organization: str | None = None, project: str | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                         "Accept": "application/json", "User-Agent": f"colm-serve/{version('colm-serve')}"}
+                         "Accept": "application/json", "User-Agent": USER_AGENT}
         # What the SDK sends from OPENAI_ORG_ID / OPENAI_PROJECT_ID, so both paths bill one account.
         self._headers.update({k: v for k, v in (("OpenAI-Organization", organization), ("OpenAI-Project", project)) if v})
         self._session: aiohttp.ClientSession | None = None
 
-    async def post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> Any:
+    async def post(self, path: str, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """The answer's JSON object; anything else leaves as one of the SDK's errors."""
         url = self._base + path
         try:
             # No redirects followed, as with the SDK: a 3xx from a provider is an error to see.
@@ -58,11 +60,13 @@ class JsonPost:
         if status >= 300:
             raise status_error(url, status, headers, raw)
         try:
-            return json.loads(raw)
+            answer = json.loads(raw)
         except ValueError:
-            response = httpx2.Response(status, headers=headers, content=raw, request=httpx2.Request("POST", url))
-            raise openai.APIResponseValidationError(response, raw.decode(errors="replace")[:300],
-                                                    message="the upstream's answer is not JSON") from None
+            answer = None
+        if not isinstance(answer, dict):
+            raise openai.APIResponseValidationError(_response(url, status, headers, raw), raw.decode(errors="replace")[:300],
+                                                    message="the upstream's answer is not a JSON object")
+        return answer
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -84,7 +88,7 @@ class JsonPost:
 
 def status_error(url: str, status: int, headers: dict[str, str], raw: bytes) -> openai.APIStatusError:
     """The SDK's error for an upstream's non-2xx answer, its `error` object as the body."""
-    response = httpx2.Response(status, headers=headers, content=raw, request=httpx2.Request("POST", url))
+    response = _response(url, status, headers, raw)
     try:
         body: Any = json.loads(raw)
     except ValueError:
@@ -93,3 +97,8 @@ def status_error(url: str, status: int, headers: dict[str, str], raw: bytes) -> 
         body = body["error"]
     cls = _STATUS_ERRORS.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
     return cls(f"Error code: {status} - {body}", response=response, body=body)
+
+
+def _response(url: str, status: int, headers: dict[str, str], raw: bytes) -> httpx2.Response:
+    """The answer as the SDK's errors carry it (they read its status and headers)."""
+    return httpx2.Response(status, headers=headers, content=raw, request=httpx2.Request("POST", url))

@@ -14,6 +14,17 @@ from tests.upstream_sim import Fault, UpstreamSim
 BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 8}
 
 
+async def failure_at(base_url: str, expected: type[Exception]) -> Exception:
+    """One POST through a fresh transport, closed after; the error it raised."""
+    post = JsonPost(base_url, "EMPTY")
+    try:
+        with pytest.raises(expected) as caught:
+            await post.post("/chat/completions", BODY, timeout_s=5)
+    finally:
+        await post.aclose()
+    return caught.value
+
+
 @pytest.fixture
 async def post(sim):
     made = JsonPost(sim.url, "EMPTY")
@@ -69,13 +80,29 @@ async def test_a_dropped_connection_and_a_closed_port_are_connection_errors(sim,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: the connection is refused
-        nowhere = JsonPost(f"http://127.0.0.1:{port}/v1", "EMPTY")
-        try:
-            with pytest.raises(openai.APIConnectionError) as caught:
-                await nowhere.post("/chat/completions", BODY, timeout_s=5)
-        finally:
-            await nowhere.aclose()
-    assert not isinstance(caught.value, openai.APITimeoutError)
+        refused = await failure_at(f"http://127.0.0.1:{port}/v1", openai.APIConnectionError)
+    assert not isinstance(refused, openai.APITimeoutError)
+
+
+@pytest.mark.parametrize("answer", [b"[1, 2]", b"<html>not json</html>"])
+async def test_a_2xx_that_is_not_a_json_object_is_a_validation_error(answer: bytes) -> None:
+    from aiohttp import web
+
+    async def answer_with(_: web.Request) -> web.Response:
+        return web.Response(body=answer, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer_with)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        invalid = await failure_at(f"http://127.0.0.1:{port}/v1", openai.APIResponseValidationError)
+    finally:
+        await runner.cleanup()
+    assert invalid.status_code == 200 and classify(invalid).retryable is False
 
 
 def test_a_non_json_error_body_keeps_its_text_and_an_unknown_4xx_is_a_plain_status_error() -> None:
