@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from colm_serve import telemetry
-from colm_serve.api import responses
+from colm_serve.api import chat_body, responses
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.body_limit import BodyLimit
 from colm_serve.errors import install_error_handlers
 from colm_serve.outcome import Outcome
 from colm_serve.protocol import (
-    ChatCompletionRequest,
     ChatCompletionResponse,
     ErrorBody,
     ModelList,
@@ -36,13 +35,16 @@ def create_api(service: "RouterService") -> FastAPI:
                   responses=ERRORS)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=args.router.max_body_bytes)
+    chat_body.document_chat_request(app)
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> ModelList:
         return service.models()
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
-    async def chat_completions(body: ChatCompletionRequest, request: Request, authorization: str | None = Header(None)):
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, openapi_extra=chat_body.OPENAPI)
+    async def chat_completions(request: Request):
+        body = await chat_body.chat_request(request)
+        authorization = request.headers.get("authorization")
         opts = body.options()
         span = telemetry.RequestSpan("colm.request", parent=request.headers, model=body.model, stream=body.stream,
                                      strategy=opts.strategy)
@@ -57,7 +59,8 @@ def create_api(service: "RouterService") -> FastAPI:
             span.set(**responses.span_attributes(result))
             span.end()
             resp = responses.completion(body.model, result, trace=opts.trace)
-            return JSONResponse(resp.model_dump(mode="json", exclude_none=True), headers=responses.headers(result))
+            return Response(resp.model_dump_json(exclude_none=True), media_type="application/json",
+                            headers=responses.headers(result))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         stream = responses.sse(body.model, result, trace=opts.trace, include_usage=include_usage,
                                progress=opts.progress, keepalive_s=args.router.keepalive_s, request=span)

@@ -6,6 +6,7 @@ The same bad-input table runs against the real app in tests/test_serve_app.py.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -130,3 +131,36 @@ async def test_an_answer_longer_than_the_client_context_is_a_400_before_any_stre
     resp = await http.post("/v1/chat/completions", json=body)
     assert resp.status_code == 400 and resp.json()["error"]["param"] == field
     assert resp.json()["error"]["code"] == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+async def test_a_body_not_sent_as_json_gets_a_400_that_names_the_content_type(http, content_type):
+    body = json.dumps({"model": "colm", "messages": [{"role": "user", "content": "hi"}]})
+    resp = await http.post("/v1/chat/completions", content=body, headers={"content-type": content_type})
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    assert err["code"] == "invalid_content_type" and "application/json" in err["message"] and content_type in err["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "application/vnd.api+json"])
+async def test_a_json_body_is_read_with_or_without_its_content_type(http, content_type):
+    body = json.dumps({"model": "colm", "messages": [{"role": "user", "content": "hi"}]})
+    resp = await http.post("/v1/chat/completions", content=body, headers={"content-type": content_type} if content_type else {})
+    assert resp.status_code == 200, resp.text
+
+
+async def test_an_empty_body_is_invalid_json(http):
+    resp = await http.post("/v1/chat/completions", content=b"", headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+
+
+async def test_the_openapi_document_describes_the_chat_body_and_its_header(http):
+    doc = (await http.get("/openapi.json")).json()
+    op = doc["paths"]["/v1/chat/completions"]["post"]
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = doc["components"]["schemas"]
+    body = schemas[ref.rsplit("/", 1)[1]]
+    assert {"model", "messages"} <= set(body["required"]) and "colm" in body["properties"]
+    refs = {m.group(1) for m in re.finditer(r'"#/components/schemas/([^"]+)"', json.dumps(doc))}
+    assert refs <= set(schemas), f"dangling refs: {refs - set(schemas)}"
+    assert [p["name"] for p in op["parameters"]] == ["authorization"]

@@ -133,3 +133,58 @@ async def test_the_proxy_sends_the_sdks_account_headers_on_unary_calls(sim, monk
     headers = sim.stats.log[-1].headers
     assert headers["openai-organization"] == "org-test" and headers["openai-project"] == "proj-test"
     assert headers["authorization"] == "Bearer EMPTY" and headers["user-agent"].startswith("colm-serve/")
+
+
+@pytest.fixture
+async def forward_proxy(sim):
+    """A real HTTP forward proxy on a free port: it records each request's target and passes it
+    on to the sim, whatever host the target names."""
+    import aiohttp
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(str(request.url))
+        async with aiohttp.ClientSession() as session:
+            async with session.post(sim.url + "/" + request.path.split("/v1/", 1)[1], data=await request.read(),
+                                    headers={"Authorization": request.headers["Authorization"],
+                                             "Content-Type": "application/json"}) as resp:
+                return web.Response(body=await resp.read(), status=resp.status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", seen
+    await runner.cleanup()
+
+
+async def test_http_proxy_from_the_environment_carries_the_call(forward_proxy, monkeypatch) -> None:
+    url, seen = forward_proxy
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)
+    # A host no resolver knows: only the proxy can have carried the call there.
+    answer = await failure_free_post("http://upstream.invalid/v1")
+    assert answer["object"] == "chat.completion"
+    assert seen == ["http://upstream.invalid/v1/chat/completions"]
+
+
+async def test_no_proxy_sends_the_call_straight_to_the_upstream(sim, forward_proxy, monkeypatch) -> None:
+    url, seen = forward_proxy
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    answer = await failure_free_post(sim.url)
+    assert answer["object"] == "chat.completion" and seen == [] and sim.stats.log
+
+
+async def failure_free_post(base_url: str) -> dict:
+    post = JsonPost(base_url, "EMPTY")
+    try:
+        return await post.post("/chat/completions", BODY, timeout_s=5)
+    finally:
+        await post.aclose()
