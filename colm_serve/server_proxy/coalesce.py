@@ -102,6 +102,10 @@ class ResponseCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0 and self.ttl_s > 0
+
     def get(self, key: str) -> UpstreamReply | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -114,7 +118,7 @@ class ResponseCache:
         return reply
 
     def put(self, key: str, reply: UpstreamReply) -> None:
-        if self.max_entries <= 0 or self.ttl_s <= 0:
+        if not self.enabled:
             return
         self._entries[key] = (self._clock() + self.ttl_s, reply)
         self._entries.move_to_end(key)

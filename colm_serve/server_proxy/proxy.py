@@ -168,7 +168,8 @@ class ServerProxy:
     async def _answer(self, call: UpstreamCall, started: float) -> UpstreamReply:
         deadline = Deadline.from_wall(call.deadline, clock=self._clock)
         deadline.check("arriving at the server proxy")
-        key = call_key(call)
+        # The key hashes the whole request: not worth it when neither the cache nor a flight reads it.
+        key = call_key(call) if self._coalesce or self._cacheable(call) else ""
         if self._cacheable(call) and (hit := self._cache.get(key)) is not None:
             return self._cached(call, hit, started)
         if not self._coalesce:
@@ -306,9 +307,8 @@ class ServerProxy:
         if call.server != self.server.name:
             raise InvalidRequest(f"call for server {call.server!r} reached the proxy of {self.server.name!r}")
 
-    @staticmethod
-    def _cacheable(call: UpstreamCall) -> bool:
-        return call.cache and call.deterministic()
+    def _cacheable(self, call: UpstreamCall) -> bool:
+        return self._cache.enabled and call.cache and call.deterministic()
 
     @classmethod
     def _body(cls, call: UpstreamCall) -> dict[str, Any]:
