@@ -13,7 +13,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from colm_serve.accounting.ledger import spend_recorder
+from colm_serve.accounting.ledger import SpendRecorder
 from colm_serve.api.ingress import RouterIngress
 from colm_serve.client_model.engine import LLMEngine
 from colm_serve.config import AppArgs
@@ -29,7 +29,7 @@ def build_app(raw_args: dict[str, Any]) -> Application:
     )
     proxies = {
         s.name: serve.deployment(ServedProxy, **s.deployment.serve_options(name, limits[name])).bind(
-            s, metrics="ray", spend_sink=functools.partial(spend_recorder, args.accounting.model_dump(mode="json"))
+            s, metrics="ray", spend_sink=functools.partial(SpendRecorder, args.accounting.model_dump(mode="json"))
         )
         for s in args.servers
         for name in [f"ServerProxy-{s.name}"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -181,14 +181,18 @@ def _fit(est: Estimate, tokens_left: float, cost_left: float) -> int:
     return int(max(0, min(est.specialists, by_tokens, by_cost)))
 
 
-def spend_recorder(accounting: AccountingConfig | dict) -> Callable[[str, Usage], Awaitable[None]]:
+class SpendRecorder:
     """A recorder, over the shared store, for spend no request will settle: a ServerProxy's
     attempts whose callers all left. It records; it enforces nothing."""
-    from colm_serve.accounting.stores import build_store
 
-    ledger = Ledger(BudgetConfig(), build_store(AccountingConfig.model_validate(accounting)))
+    def __init__(self, accounting: AccountingConfig | dict) -> None:
+        from colm_serve.accounting.stores import build_store
 
-    async def record(label: str, usage: Usage) -> None:
-        await ledger.record(label, usage, request=False)
+        self._ledger = Ledger(BudgetConfig(), build_store(AccountingConfig.model_validate(accounting)))
 
-    return record
+    async def __call__(self, label: str, usage: Usage) -> None:
+        await self._ledger.record(label, usage, request=False)
+
+    async def aclose(self) -> None:
+        """Writes what is queued and closes the store (the proxy's own close calls it)."""
+        await self._ledger.aclose()

@@ -77,5 +77,9 @@ class Billing:
             logger.error("recording unclaimed upstream spend failed", exc_info=task.exception())
 
     async def aclose(self) -> None:
+        """Waits for the writes under way, then closes the sink if it holds a store."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        close = getattr(self._sink, "aclose", None)
+        if close is not None:
+            await close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from colm_serve.accounting.ledger import Estimate, Ledger
+from colm_serve.accounting.stores import SqliteStore
 from colm_serve.protocol import Usage
 from tests.accounting.conftest import Clock
 
@@ -70,3 +72,21 @@ async def test_two_router_processes_share_one_sqlite_budget(tmp_path: Path):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err.decode()
     assert sum(json.loads(out) for out, _ in outputs) == 10
+
+
+async def test_a_replica_opening_a_new_sqlite_ledger_waits_while_another_writes_it(tmp_path: Path):
+    """Replicas that start together create the file together: while one holds its write lock,
+    the file still in rollback mode, sqlite refuses the other's switch to WAL at once, without
+    its busy timeout. The store waits instead of failing its first request."""
+    path = tmp_path / "ledger.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE first_writer (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO first_writer VALUES (1)")
+    asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    ledger = Ledger({"server_tokens_per_day": 1000}, SqliteStore(path))
+    try:
+        assert (await ledger.admit("app", Estimate(server_tokens=100))).ok
+    finally:
+        await ledger.aclose()
+        other.close()

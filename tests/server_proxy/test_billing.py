@@ -96,3 +96,33 @@ async def test_cached_prompt_tokens_are_billed_at_the_cached_price(sim, proxy_fo
     assert reply.billed.server_cached_prompt_tokens == reply.cached_prompt_tokens
     streamed = [d async for d in proxy.chat_stream(call)][-1]
     assert streamed.billed.server_cached_prompt_tokens == reply.cached_prompt_tokens
+
+
+async def test_the_apps_recorder_has_written_an_abandoned_streams_spend_once_the_proxy_closes(sim, tmp_path) -> None:
+    """As the app wires it: a factory that crosses Ray, a recorder over the shared sqlite store.
+    Its writes are queued; closing the proxy writes them and closes the recorder's ledger."""
+    from colm_serve.accounting.ledger import Ledger, SpendRecorder
+    from colm_serve.accounting.stores import build_store
+    from colm_serve.config import AccountingConfig, BudgetConfig
+
+    accounting = AccountingConfig(store="sqlite", path=tmp_path / "ledger.sqlite3")
+    made: list[SpendRecorder] = []
+
+    def factory() -> SpendRecorder:
+        made.append(SpendRecorder(accounting.model_dump(mode="json")))
+        return made[-1]
+
+    proxy = ServerProxy(server_config(sim), spend_sink=factory)
+    stream = proxy.chat_stream(make_call("stream then leave", client="leaver", max_tokens=64))
+    assert (await anext(stream)).text
+    await stream.aclose()
+    await proxy.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await made[0]("late", make_call().spend(1, 1))
+    reader = Ledger(BudgetConfig(), build_store(accounting))
+    try:
+        row = (await reader.stats())["leaver"]
+    finally:
+        await reader.aclose()
+    assert row["server_tokens"] == proxy.stats()["keys"]["leaver"]["server_tokens"] > 0
+    assert row["requests"] == 0  # spend no request settled: it adds to the bill, not to the count

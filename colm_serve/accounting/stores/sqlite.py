@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +108,11 @@ class SqliteStore(base.BudgetStore):
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            try:
+                mode = _to_wal(conn)
+            except BaseException:
+                conn.close()
+                raise
             if mode != "wal":
                 conn.close()
                 raise RuntimeError(f"accounting.path {self.path}: sqlite cannot use WAL mode here (got {mode!r}); "
@@ -116,6 +121,21 @@ class SqliteStore(base.BudgetStore):
             conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
             self._conn = conn
         return self._conn
+
+
+def _to_wal(conn: sqlite3.Connection) -> str:
+    """The journal mode after asking for WAL. While another connection holds a write lock on a
+    file still in rollback mode (two replicas opening a new ledger at once), sqlite refuses the
+    switch at once, without its busy timeout; so it is asked again until that timeout."""
+    deadline, delay = time.monotonic() + BUSY_TIMEOUT_S, 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # on the store's own thread, never the event loop's
+        delay = min(delay * 2, 0.25)
 
 
 def _reserve(db: sqlite3.Connection, *, label: str, amounts: base.Amounts, limits: BudgetConfig, now: float) -> base.Reservation | base.Refusal:
