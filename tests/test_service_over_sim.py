@@ -19,27 +19,11 @@ from colm_serve.config import BreakerConfig, RetryPolicy
 from colm_serve.server_proxy.proxy import ServerProxy
 from colm_serve.service import RouterService
 from tests.fakes import FakeClient, app_args
+from tests.reliability.conftest import ProxyUpstreams
 from tests.upstream_sim import Fault, UpstreamSim
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base_s=0.02, backoff_max_s=0.1, max_retry_after_s=2).model_dump()
 CALM_BREAKER = BreakerConfig(failure_threshold=100).model_dump()
-
-
-class LocalUpstreams:
-    """The pipeline's Upstreams port over in-process ServerProxies (what ServerProxy replicas hold)."""
-
-    def __init__(self, proxies: dict[str, ServerProxy]) -> None:
-        self.proxies = proxies
-
-    async def chat(self, call):
-        return await self.proxies[call.server].chat(call)
-
-    async def chat_stream(self, call):
-        async for delta in self.proxies[call.server].chat_stream(call):
-            yield delta
-
-    async def stats(self):
-        return {name: gw.stats() for name, gw in self.proxies.items()}
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +37,14 @@ async def http(sim):
     sim.reset()
     server = {"base_url": sim.url, "timeout_s": 2, "retry": FAST_RETRY, "breaker": CALM_BREAKER}
     args = app_args(servers=[{"name": "a", **server}, {"name": "b", **server}])
-    ups = LocalUpstreams({s.name: ServerProxy(s) for s in args.servers})
+    ups = ProxyUpstreams({s.name: ServerProxy(s) for s in args.servers})
     selectors = {"llm": LLMSelector(picker=args.specialist("conv")), "all": AllSelector()}
     router = RouterService(args, ledger=Ledger(args.budgets, MemoryStore()), upstreams=ups, client=FakeClient(),
                            selectors=selectors)
     app = create_api(router)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router", timeout=60) as client:
         yield client
+    await ups.aclose()
 
 
 def ask(selector="all", top_k=2, **extra):
