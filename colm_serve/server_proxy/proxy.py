@@ -168,9 +168,10 @@ class ServerProxy:
     async def _answer(self, call: UpstreamCall, started: float) -> UpstreamReply:
         deadline = Deadline.from_wall(call.deadline, clock=self._clock)
         deadline.check("arriving at the server proxy")
+        cacheable = self._cacheable(call)
         # The key hashes the whole request: not worth it when neither the cache nor a flight reads it.
-        key = call_key(call) if self._coalesce or self._cacheable(call) else ""
-        if self._cacheable(call) and (hit := self._cache.get(key)) is not None:
+        key = call_key(call) if self._coalesce or cacheable else ""
+        if cacheable and (hit := self._cache.get(key)) is not None:
             return self._cached(call, hit, started)
         if not self._coalesce:
             return await self._fetch(call, key, deadline, started, own=True)

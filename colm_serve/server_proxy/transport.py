@@ -10,7 +10,6 @@ SDK: their per-request cost is spread over the whole answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from importlib.metadata import version
 from typing import Any
@@ -56,7 +55,7 @@ class JsonPost:
                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, dict(resp.headers)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:  # asyncio's timeouts are this class since 3.11
             raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from exc
         except aiohttp.ClientError as exc:
             raise openai.APIConnectionError(message=f"Connection error: {type(exc).__name__}",

@@ -25,6 +25,15 @@ async def failure_at(base_url: str, expected: type[Exception]) -> Exception:
     return caught.value
 
 
+async def answer_at(base_url: str) -> dict:
+    """One POST through a fresh transport, closed after; the answer it got."""
+    post = JsonPost(base_url, "EMPTY")
+    try:
+        return await post.post("/chat/completions", BODY, timeout_s=5)
+    finally:
+        await post.aclose()
+
+
 @pytest.fixture
 async def post(sim):
     made = JsonPost(sim.url, "EMPTY")
@@ -168,7 +177,7 @@ async def test_http_proxy_from_the_environment_carries_the_call(forward_proxy, m
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", url)
     # A host no resolver knows: only the proxy can have carried the call there.
-    answer = await failure_free_post("http://upstream.invalid/v1")
+    answer = await answer_at("http://upstream.invalid/v1")
     assert answer["object"] == "chat.completion"
     assert seen == ["http://upstream.invalid/v1/chat/completions"]
 
@@ -178,13 +187,5 @@ async def test_no_proxy_sends_the_call_straight_to_the_upstream(sim, forward_pro
     monkeypatch.delenv("http_proxy", raising=False)
     monkeypatch.setenv("HTTP_PROXY", url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    answer = await failure_free_post(sim.url)
+    answer = await answer_at(sim.url)
     assert answer["object"] == "chat.completion" and seen == [] and sim.stats.log
-
-
-async def failure_free_post(base_url: str) -> dict:
-    post = JsonPost(base_url, "EMPTY")
-    try:
-        return await post.post("/chat/completions", BODY, timeout_s=5)
-    finally:
-        await post.aclose()
