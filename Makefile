@@ -14,7 +14,7 @@ OFFICIAL := $(VENV)/official
 OFFICIAL_DIR := tests/eval/official
 OFFICIAL_STAMP := $(OFFICIAL)/.installed
 
-.PHONY: setup serve test test-fast models browser tmux redis chaos kill-loop cluster-test bench bench-gateway clean official-tools eval-demo
+.PHONY: setup serve serve-quality test test-fast models browser tmux redis chaos kill-loop cluster-test bench bench-gateway clean official-tools eval-demo
 
 setup: $(STAMP) models
 
@@ -33,6 +33,19 @@ models: $(STAMP)
 
 serve: setup
 	$(BIN)/serve run serve_config.yaml
+
+# The quality set-up (deploy/serve_config.quality.yaml): the Qwen2.5-Coder 1.5B as the server and the
+# 0.5B as the client model (QUALITY_CLIENT=smollm2-135m-instruct for the small one), on 127.0.0.1:8000.
+# The first run prepares 1.6 GB of models; benchmarks/quality.py measures it.
+QUALITY_CLIENT ?= qwen2.5-coder-0.5b-instruct
+QUALITY_CONFIG := $(VENV)/serve_config.quality.yaml
+
+serve-quality: setup
+	$(BIN)/colm-serve prepare-models --set quality
+	sed 's|model: qwen2.5-coder-0.5b-instruct  # the client model|model: $(QUALITY_CLIENT)  # the client model|' \
+	  deploy/serve_config.quality.yaml > $(QUALITY_CONFIG)
+	$(BIN)/colm-serve check-config $(QUALITY_CONFIG)
+	$(BIN)/serve run $(QUALITY_CONFIG)
 
 # Headless Chromium for the load-test report's screenshot test (Debian package, root only).
 browser:

@@ -1,12 +1,15 @@
-"""Where to set cascade's threshold: the client model's confidence on questions like yours.
+"""Fit cascade's confidence signal and threshold on checkable problems, and write them to a config.
 
-It asks a running app for `cascade` answers that never escalate (threshold -100), reads each
-draft's mean token log-probability from the trace, and prints the distribution with the
-threshold that escalates a chosen share of them. By default the questions are MT-Bench and
-Arena-Hard first turns that benchmarks/cost.py does NOT use, so a threshold chosen here is
-not fitted to the benchmark's own sample. Point --questions-file at your traffic instead.
+Against a running app (`make serve-quality`, or any app whose client model you want to fit), it
+asks for the client model's drafts (`colm`, cascade, never escalating) on the calibration split of
+the vendored GSM8K, HumanEval and MBPP problems (disjoint from the split benchmarks/quality.py
+reports on), grades them with no judge, and measures each signal's AUROC (right drafts against
+wrong ones). The best signal gets the conformal risk-control threshold: accepting a draft when its
+score is at least the threshold keeps the share of wrong answers let through at or below --alpha,
+in expectation on new questions like these. With --write, the pair goes into the config's
+`collaboration.cascade` (`signal`, `threshold`); nothing else in the file changes.
 
-    python -m benchmarks.calibrate_cascade [--questions 40] [--escalate 0.5]
+    python benchmarks/calibrate_cascade.py [--alpha 0.1] [--write deploy/serve_config.quality.yaml]
 """
 
 from __future__ import annotations
@@ -15,72 +18,83 @@ import argparse
 import asyncio
 import json
 import re
-import statistics
+import sys
 from pathlib import Path
 
 import openai
-
-import sys as _sys
-from pathlib import Path as _Path
+import yaml
 
 if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo root must be importable
-    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cost import DATA, CLIENT_CONTEXT_CHARS, sample
-
-SCORE = re.compile(r"mean token log-probability (-?\d+\.\d+)")
-
-
-def held_out(n: int, *, benchmark_size: int) -> list[str]:
-    used = set(sample(benchmark_size))
-    mt = [json.loads(line)["turns"][0] for line in (DATA / "mt_bench_questions.jsonl").read_text().splitlines() if line.strip()]
-    arena = [json.loads(line)["turns"][0]["content"] for line in (DATA / "arena_hard_questions.jsonl").read_text().splitlines()
-             if line.strip()]
-    pool = [q for q in mt + arena[1::7] if q not in used and len(q) <= CLIENT_CONTEXT_CHARS]
-    step = max(1, len(pool) // n)
-    return pool[::step][:n]
+from benchmarks import _quality_report as report
+from benchmarks.quality import CLIENT_ALONE, run_arms, sample
+from clients.eval.checkable.sandbox import Sandbox
 
 
-async def score(client: openai.AsyncOpenAI, question: str, max_tokens: int) -> float | None:
-    resp = await client.chat.completions.create(
-        model="colm", messages=[{"role": "user", "content": question}], max_tokens=max_tokens,
-        extra_body={"colm": {"strategy": "cascade", "threshold": -100, "trace": True, "cache": False}})
-    why = resp.model_extra["colm"]["decisions"][0]["why"]
-    found = SCORE.search(why)
-    return float(found.group(1)) if found else None
+def write_cascade(path: Path, *, signal: str, threshold: float) -> None:
+    """Set `signal` and `threshold` under the colm app's `collaboration.cascade`, keeping the rest
+    of the file (comments included) as it is; the result must still parse to the same config."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = _block(lines, "collaboration:", 0)
+    cascade = _block(lines, "cascade:", start + 1, parent=start)
+    indent = _indent(lines[cascade + 1]) if cascade + 1 < len(lines) and _indent(lines[cascade + 1]) > _indent(lines[cascade]) \
+        else _indent(lines[cascade]) + 2
+    body_end = cascade + 1
+    while body_end < len(lines) and (not lines[body_end].strip() or _indent(lines[body_end]) >= indent):
+        body_end += 1
+    body = [ln for ln in lines[cascade + 1:body_end] if not re.match(r"\s*(signal|threshold):", ln)]
+    new = [f"{' ' * indent}signal: {signal}\n", f"{' ' * indent}threshold: {threshold:.4f}\n"]
+    text = "".join(lines[:cascade + 1] + new + body + lines[body_end:])
+    _check(text, signal=signal, threshold=round(threshold, 4))
+    path.write_text(text)
 
 
-async def run(args: argparse.Namespace) -> list[float]:
-    questions = Path(args.questions_file).read_text().splitlines() if args.questions_file else held_out(
-        args.questions, benchmark_size=args.benchmark_size)
-    client = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-calibrate", max_retries=0, timeout=600)
-    gate = asyncio.Semaphore(args.concurrency)
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
-    async def one(q: str) -> float | None:
-        async with gate:
-            return await score(client, q, args.max_tokens)
 
-    return [s for s in await asyncio.gather(*(one(q) for q in questions if q.strip())) if s is not None]
+def _block(lines: list[str], key: str, start: int, *, parent: int | None = None) -> int:
+    floor = _indent(lines[parent]) if parent is not None else -1
+    for i in range(start, len(lines)):
+        if parent is not None and lines[i].strip() and _indent(lines[i]) <= floor:
+            break
+        if lines[i].strip() == key:
+            return i
+    raise ValueError(f"no `{key}` block found" + (f" under line {parent + 1}" if parent is not None else ""))
+
+
+def _check(text: str, *, signal: str, threshold: float) -> None:
+    doc = yaml.safe_load(text)
+    apps = doc.get("applications", [doc])
+    colm = next(a for a in apps if a.get("import_path", "").endswith("build_app"))
+    got = colm["args"]["collaboration"]["cascade"]
+    if (got.get("signal"), got.get("threshold")) != (signal, threshold):
+        raise ValueError(f"the edit did not land where intended: collaboration.cascade is {got}")
+
+
+async def drafts(args: argparse.Namespace) -> list:
+    client = openai.AsyncOpenAI(base_url=args.base_url, api_key="sk-calibrate", max_retries=0, timeout=3600)
+    problems = sample(gsm8k=args.gsm8k, code=args.code, seed=args.seed, side="calibration")
+    return await run_arms(client, Sandbox(concurrency=2), [CLIENT_ALONE], problems, args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
-    parser.add_argument("--questions", type=int, default=40)
-    parser.add_argument("--questions-file", help="One question per line (your own traffic).")
-    parser.add_argument("--benchmark-size", type=int, default=24, help="The cost benchmark's sample, kept out.")
-    parser.add_argument("--escalate", type=float, default=0.5, help="The share of answers to escalate.")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--gsm8k", type=int, default=40)
+    parser.add_argument("--code", type=int, default=40)
+    parser.add_argument("--alpha", type=float, default=0.1, help="Bound on the share of wrong answers let through.")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=384)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--write", type=Path, help="A Serve config to write the signal and threshold into.")
     args = parser.parse_args()
-    scores = sorted(asyncio.run(run(args)))
-    quantiles = statistics.quantiles(scores, n=10)
-    print(f"{len(scores)} drafts; mean token log-probability: min {scores[0]:.3f}, median {statistics.median(scores):.3f}, "
-          f"max {scores[-1]:.3f}")
-    print("deciles: " + ", ".join(f"{q:.3f}" for q in quantiles))
-    threshold = scores[min(len(scores) - 1, int(args.escalate * len(scores)))]
-    print(f"threshold {threshold:.3f} escalates {sum(s < threshold for s in scores) / len(scores):.0%} of these "
-          f"(collaboration.cascade.threshold, or colm.threshold per request)")
+    fit = report.fit_cascade(asyncio.run(drafts(args)), alpha=args.alpha)
+    print(json.dumps(fit, indent=1))
+    if args.write:
+        write_cascade(args.write, signal=fit["signal"], threshold=fit["threshold"])
+        print(f"wrote collaboration.cascade signal={fit['signal']} threshold={fit['threshold']:.4f} to {args.write}")
 
 
 if __name__ == "__main__":

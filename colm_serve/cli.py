@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
 
     prep = sub.add_parser("prepare-models", help="Download and convert the offline default models.")
     prep.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
-    prep.add_argument("--model", action="append", help="Model name (default: all preparable models).")
+    prep.add_argument("--model", action="append", help="Model name (default: every model of --set).")
+    prep.add_argument("--set", default="default", choices=("default", "quality"),
+                      help="default: the embedded set-up's model; quality: also the Qwen2.5-Coder 0.5B and 1.5B.")
     prep.add_argument("--force", action="store_true", help="Convert again even when prepared.")
 
     check = sub.add_parser("check-config", help="Validate a Serve config file against the app's models.")
@@ -25,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "prepare-models":
-        from colm_serve.prepare import SOURCES, prepare
+        from colm_serve.prepare import MODEL_SETS, prepare
 
-        for name in args.model or sorted(SOURCES):
+        for name in args.model or MODEL_SETS[args.set]:
             print(prepare(name, args.model_dir, force=args.force))
         return 0
     from colm_serve.deploy_config import validate_file

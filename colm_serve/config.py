@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The cascade's confidence scores (colm_serve/collab/confidence.py names one function for each).
+ConfidenceSignal = Literal["mean", "min", "p10", "window", "brevity"]
 DEFAULT_MODEL_DIR = Path(os.environ.get("COLM_MODEL_DIR", Path.home() / ".cache" / "colm" / "models"))
 
 
@@ -96,6 +98,11 @@ class EngineConfig(Strict):
     max_model_len: int = Field(2048, ge=64)
     max_num_seqs: int = Field(32, ge=1)
     kv_cache_space_gib: float = Field(1.0, gt=0, description="CPU builds: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
+    cpu_cores: str | None = Field(
+        None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        description="CPU builds: the cores this engine's compute threads are bound to (VLLM_CPU_OMP_THREADS_BIND), "
+        "e.g. '1' or '0-3'. Unset, vLLM binds every engine on the host to the same cores (all but one), so two "
+        "busy engines on one host take turns on them: give each its own.")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     enforce_eager: bool = True
@@ -174,6 +181,11 @@ class ServerConfig(Strict):
 class SpecialistConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = Field(min_length=1, description="What it is good at; used by the selectors.")
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Questions it should answer, in users' words: the embedding selector scores a question by its "
+        "nearest neighbours among these and the description (none: the description alone).",
+    )
     server: str = Field(description="Name of the server (in `servers`) that hosts it.")
     model: str = Field(description="Model id at that server.")
     system_prompt: str = ""
@@ -228,11 +240,17 @@ class CascadeConfig(Strict):
     threshold: float = Field(
         -0.35,
         le=0,
-        description="The client's answer stands when its mean token log-probability is at least this; below it "
-        "the request escalates. The default escalates about half of SmolLM2-135M's answers on held-out MT-Bench and "
-        "Arena-Hard questions; calibrate it for another client model with benchmarks/calibrate_cascade.py.",
+        description="The client's answer stands when its confidence score (`signal`) is at least this; below it the "
+        "request escalates. The default escalates about half of SmolLM2-135M's answers by their mean token "
+        "log-probability on held-out MT-Bench and Arena-Hard questions; benchmarks/calibrate_cascade.py fits the "
+        "signal and threshold for another client model on checkable tasks.",
     )
-    escalate_to: Literal["guide", "shepherd"] = "shepherd"
+    signal: ConfidenceSignal = Field(
+        "mean", description="Which confidence score the threshold applies to (colm_serve/collab/confidence.py); "
+        "benchmarks/calibrate_cascade.py measures each one's AUROC and sets the pair.")
+    escalate_to: Literal["guide", "shepherd", "server"] = Field(
+        "shepherd", description="guide or shepherd: the servers help the client model revise or continue its "
+        "draft; server: the selected specialist's server writes the whole answer (the classic cascade).")
     draft_tokens: int = Field(
         128, ge=0,
         description="How much of the unsure draft the escalated servers see: its opening, where an answer's direction "

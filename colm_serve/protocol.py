@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from colm_serve.config import ConfidenceSignal
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -82,9 +84,12 @@ class ColmOptions(StrictModel):
     )
     prefix_tokens: int | None = Field(None, ge=1, description="How many tokens of the answer the server writes (shepherd).")
     threshold: float | None = Field(
-        None, le=0, description="Mean token log-probability at or above which the client's answer stands (cascade)."
+        None, le=0, description="Confidence score (see `signal`) at or above which the client's answer stands (cascade)."
     )
-    escalate_to: Literal["guide", "shepherd"] | None = Field(None, description="What an unsure answer escalates to (cascade).")
+    escalate_to: Literal["guide", "shepherd", "server"] | None = Field(
+        None, description="What an unsure answer escalates to (cascade).")
+    signal: ConfidenceSignal | None = Field(
+        None, description="The confidence score the threshold applies to (cascade).")
     trace: bool = Field(False, description="Return the collaboration trace in the `colm` field.")
     progress: bool = Field(True, description="Stream the collaboration's steps as `delta.reasoning_content`.")
     cache: bool = Field(True, description="Allow cached upstream answers for deterministic calls.")
@@ -250,6 +255,8 @@ class Trace(BaseModel):
     decisions: list[Decision] = Field(default_factory=list)
     rounds: list[RoundTrace] = Field(default_factory=list)
     degraded: list[str] = Field(default_factory=list, description="Every reason the answer is degraded, in order.")
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="cascade: every confidence score of the draft, the one decided on included.")
     usage: Usage = Field(default_factory=Usage)
     latency_s: dict[str, float] = Field(default_factory=dict)
 

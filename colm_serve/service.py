@@ -48,7 +48,7 @@ def default_selectors(args: AppArgs) -> dict[str, Selector]:
     built: dict[str, Selector] = {
         "all": SELECTORS["all"](),
         "llm": LLMSelector(picker=picker, max_tokens=args.selection.max_tokens),
-        "embedding": EmbeddingSelector(model=args.selection.embedding_model),
+        "embedding": EmbeddingSelector(model=args.selection.embedding_model, specialists=args.specialists),
     }
     assert set(built) == set(SELECTORS), "every registered selector needs a constructor here"
     return built
@@ -145,7 +145,7 @@ class RouterService:
         if target.kind == "client":
             return Estimate()
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        return server_alone(target.specialist, messages, req.output_limit() or 512)
+        return server_alone(target.specialist, messages, req.output_limit() or baselines.ANSWER_CAP)
 
     async def _settled(self, events: AsyncIterator, admission: Admission, ctx: RequestContext, req: ChatCompletionRequest,
                        *, colm: bool, label: str) -> AsyncIterator:

@@ -15,9 +15,11 @@ class FakeClient:
     """Answers with a scripted sequence (or an echo), recording every request; reports
     `mean_logprob` when asked for log-probabilities."""
 
-    def __init__(self, answers: list[str] | None = None, *, mean_logprob: float | None = -0.5) -> None:
+    def __init__(self, answers: list[str] | None = None, *, mean_logprob: float | None = -0.5,
+                 token_logprobs: list[float] | None = None) -> None:
         self.answers = list(answers or [])
         self.mean_logprob = mean_logprob
+        self.token_logprobs = token_logprobs
         self.requests: list[GenerationRequest] = []
 
     def _next(self, req: GenerationRequest) -> str:
@@ -27,7 +29,8 @@ class FakeClient:
     async def generate(self, req: GenerationRequest) -> Generation:
         text = self._next(req)
         return Generation(text=text, prompt_tokens=50, completion_tokens=len(text.split()), finish_reason="stop",
-                          mean_logprob=self.mean_logprob if req.logprobs else None)
+                          mean_logprob=self.mean_logprob if req.logprobs else None,
+                          token_logprobs=self.token_logprobs if req.logprobs else None)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         words = self._next(req).split(" ")
@@ -39,6 +42,7 @@ class FakeClient:
                 completion_tokens=len(words) if last else 0,
                 finish_reason="stop" if last else None,
                 mean_logprob=self.mean_logprob if last and req.logprobs else None,
+                token_logprobs=self.token_logprobs if last and req.logprobs else None,
             )
 
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from colm_serve.config import AppArgs, EngineConfig
-from colm_serve.prepare import SOURCES, verify
+from colm_serve.prepare import MODEL_SETS, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,4 +54,4 @@ def test_prepared_default_model_is_a_plain_bf16_checkpoint():
     verify(Path(path))
     config = yaml.safe_load((Path(path) / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and "quantization_config" not in config
-    assert set(SOURCES) == {"smollm2-135m-instruct"}
+    assert MODEL_SETS["default"] == ("smollm2-135m-instruct",)  # `make serve` prepares nothing more

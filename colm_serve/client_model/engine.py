@@ -67,6 +67,8 @@ class LLMEngine:
         model = config.resolved_model()
         # Read by the CPU build when the engine process starts; ignored on GPU.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(config.kv_cache_space_gib))))
+        if config.cpu_cores:  # this replica's own process: the engine it starts inherits the binding
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = config.cpu_cores
         logger.info("starting vLLM engine for %s", model)
         # A replica killed outright cannot shut its engine down; its watcher stops every process
         # the engine starts, then. By default only a Ray actor needs one (reaper.in_ray_actor).
@@ -151,6 +153,7 @@ class LLMEngine:
         if final is None:
             raise ServiceUnavailable("the model engine returned no output")
         completion = final.outputs[0]
+        tokens = _sampled_logprobs(completion) if req.logprobs else None
         return Generation(
             text=completion.text,
             prompt_tokens=len(final.prompt_token_ids or []),
@@ -158,22 +161,25 @@ class LLMEngine:
             finish_reason=completion.finish_reason,
             cached_prompt_tokens=final.num_cached_tokens or 0,
             mean_logprob=_mean(completion.cumulative_logprob, len(completion.token_ids)) if req.logprobs else None,
+            token_logprobs=tokens,
         )
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        completion_tokens, logprob = 0, 0.0
+        completion_tokens, tokens = 0, []
         async with aclosing(self._run(req, delta=True)) as outputs:  # a dropped stream aborts at once
             async for out in outputs:
                 piece = out.outputs[0]
                 completion_tokens += len(piece.token_ids)
-                logprob += sum(_sampled_logprobs(piece)) if req.logprobs else 0.0
+                tokens += _sampled_logprobs(piece) if req.logprobs else []
+                done = req.logprobs and out.finished
                 yield GenerationDelta(
                     text=piece.text,
                     prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
                     completion_tokens=completion_tokens if out.finished else 0,
                     finish_reason=piece.finish_reason if out.finished else None,
                     cached_prompt_tokens=(out.num_cached_tokens or 0) if out.finished else 0,
-                    mean_logprob=_mean(logprob, completion_tokens) if req.logprobs and out.finished else None,
+                    mean_logprob=_mean(sum(tokens), completion_tokens) if done else None,
+                    token_logprobs=tokens if done else None,
                 )
 
     async def count_tokens(self, messages: list[dict]) -> int:

@@ -40,6 +40,7 @@ class Generation(BaseModel):
     finish_reason: str | None = None
     cached_prompt_tokens: int = Field(0, description="Prompt tokens served from the engine's prefix cache.")
     mean_logprob: float | None = Field(None, description="Mean log-probability per completion token (logprobs asked).")
+    token_logprobs: list[float] | None = Field(None, description="Each sampled token's log-probability (logprobs asked).")
 
 
 class GenerationDelta(BaseModel):
@@ -51,6 +52,7 @@ class GenerationDelta(BaseModel):
     finish_reason: str | None = None
     cached_prompt_tokens: int = 0
     mean_logprob: float | None = None
+    token_logprobs: list[float] | None = Field(None, description="On the last piece, when logprobs were asked.")
 
 
 class ClientLM(Protocol):

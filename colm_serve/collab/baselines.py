@@ -14,6 +14,7 @@ from colm_serve.outcome import Finished, Outcome, with_outcome
 from colm_serve.protocol import ChatCompletionRequest
 
 COLM = "colm"
+ANSWER_CAP = 512  # a server's whole answer when the request sets no cap
 SERVER_PREFIX = "server/"
 
 
@@ -65,28 +66,34 @@ class Baselines:
             yield piece
 
     async def _server(self, spec: SpecialistConfig, req: ChatCompletionRequest, ctx: RequestContext, stream: bool) -> AsyncIterator:
-        if any(m.has_image() for m in req.messages) and not spec.vision:
-            raise InvalidRequest(f"server/{spec.name} does not accept images", param="messages")
-        vllm = {k: v for k, v in (("min_tokens", req.min_tokens), ("ignore_eos", req.ignore_eos)) if v is not None}
-        call = ctx.call(
-            spec,
-            messages=[m.model_dump(exclude_none=True) for m in req.messages],
-            max_tokens=req.output_limit() or 512,
-            temperature=1.0 if req.temperature is None else req.temperature,
-            top_p=req.top_p,
-            seed=req.seed,
-            stop=req.stop,
-        )
-        if vllm:
-            call.extra_body = {**(call.extra_body or {}), **vllm}
         ctx.trace.selected = [spec.name]
-        if not stream:  # the unary path can be coalesced and cached
-            reply = await ctx.chat(call)
-            yield reply.text
-            yield Finished(reply.finish_reason)
-            return
-        async for delta in ctx.chat_stream(call):
-            if delta.text:
-                yield delta.text
-            if delta.billed is not None:
-                yield Finished(delta.finish_reason)
+        async for piece in server_answer(spec, req, ctx, stream=stream):
+            yield piece
+
+
+async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx: RequestContext, *, stream: bool) -> AsyncIterator:
+    """`spec`'s server answers the request as sent: its text (pieces when streaming), then Finished."""
+    if any(m.has_image() for m in req.messages) and not spec.vision:
+        raise InvalidRequest(f"server/{spec.name} does not accept images", param="messages")
+    vllm = {k: v for k, v in (("min_tokens", req.min_tokens), ("ignore_eos", req.ignore_eos)) if v is not None}
+    call = ctx.call(
+        spec,
+        messages=[m.model_dump(exclude_none=True) for m in req.messages],
+        max_tokens=req.output_limit() or ANSWER_CAP,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=req.top_p,
+        seed=req.seed,
+        stop=req.stop,
+    )
+    if vllm:
+        call.extra_body = {**(call.extra_body or {}), **vllm}
+    if not stream:  # the unary path can be coalesced and cached
+        reply = await ctx.chat(call)
+        yield reply.text
+        yield Finished(reply.finish_reason)
+        return
+    async for delta in ctx.chat_stream(call):
+        if delta.text:
+            yield delta.text
+        if delta.billed is not None:
+            yield Finished(delta.finish_reason)

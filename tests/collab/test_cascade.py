@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from colm_serve.protocol import ChatCompletionRequest
 from tests.collab.harness import Servers, answer, build, content, progress, request, stream
 from tests.collab.test_shepherd import OPENING
 from tests.fakes import FakeClient, app_args
@@ -81,3 +82,43 @@ def test_a_positive_threshold_is_refused(threshold):
 
     with pytest.raises(ValidationError):
         request(threshold=threshold)
+
+
+# One weak spot (8 unsure tokens) in an otherwise easy draft: the mean hides it, the window does not.
+EASY_THEN_GUESS = [-0.01] * 40 + [-3.0] * 8
+
+
+@pytest.mark.parametrize(("signal", "escalates"), [("mean", False), ("window", True), ("min", True)])
+async def test_the_configured_signal_decides_and_every_score_is_traced(signal, escalates):
+    strategies, _ = build(client=FakeClient(["draft", " more"], mean_logprob=-0.51, token_logprobs=EASY_THEN_GUESS))
+    servers = Servers({"prefix": OPENING})
+    out, _ = await answer(strategies["cascade"], request(threshold=-1.0, signal=signal), servers)
+    assert (servers.kinds() == ["prefix"]) is escalates
+    assert set(out.trace.confidence) == {"mean", "min", "p10", "window", "brevity"}
+    assert out.trace.confidence["window"] == -3.0 and out.trace.confidence["min"] == -3.0
+    assert out.trace.confidence["mean"] == pytest.approx(sum(EASY_THEN_GUESS) / 48, abs=1e-6)
+    assert f"{signal} confidence" in out.trace.decisions[0].why
+
+
+def capped(max_tokens: int, *, stream: bool = False, **colm) -> ChatCompletionRequest:
+    return ChatCompletionRequest(model="colm", messages=[{"role": "user", "content": "What is 2+2?"}], stream=stream,
+                                 max_tokens=max_tokens, colm=colm)
+
+
+async def test_escalating_to_the_server_hands_it_the_question_as_sent():
+    strategies, client = build(client=FakeClient(["a guess"], mean_logprob=-2.0))
+    servers = Servers()
+    req = capped(12, threshold=-1.0, escalate_to="server")
+    out, run = await answer(strategies["cascade"], req, servers)
+    [call] = servers.calls
+    assert call.messages == [m.model_dump(exclude_none=True) for m in req.messages]  # no guidance prompt around it
+    assert out.answer == " ".join(["word"] * 12) and len(client.requests) == 1  # the client wrote only the draft
+    assert out.trace.decisions[0].choice == "server"
+    assert 0 < out.trace.usage.cost_usd <= strategies["cascade"].bound(run).cost_usd
+
+
+async def test_escalating_to_the_server_streams_its_answer_as_content():
+    strategies, _ = build(client=FakeClient(["a guess"], mean_logprob=-2.0))
+    events = await stream(strategies["cascade"], capped(5, stream=True, threshold=-1.0, escalate_to="server"),
+                          Servers())
+    assert content(events).split() == ["word"] * 5

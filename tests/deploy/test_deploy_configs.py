@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from colm_serve import cli
-from colm_serve.deploy_config import validate_file, validate_serve_config
+from colm_serve.deploy_config import APP_IMPORT_PATH, validate_file, validate_serve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -65,6 +65,29 @@ def test_serve_config_validates(path: Path) -> None:
     ok_lines = [line for line in lines if ": ok (" in line]
     assert ok_lines, lines
     assert any("specialists" in line for line in ok_lines)
+
+
+def colm_specialists(path: Path) -> list[dict[str, Any]]:
+    """The specialists of every CoLM app in a file, a RayService's embedded config included."""
+    found = []
+    for doc in docs_of(path):
+        if doc.get("kind") == "RayService":
+            doc = yaml.safe_load(doc["spec"]["serveConfigV2"])
+        for application in doc.get("applications", []):
+            if application.get("import_path") == APP_IMPORT_PATH:
+                found += application["args"]["specialists"]
+    return found
+
+
+@pytest.mark.parametrize("path", SERVE_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_a_specialist_is_routed_alike_in_every_config(path: Path) -> None:
+    """The embedding selector routes by description and examples: one name, one routing, in every file we ship."""
+    reference = {s["name"]: (s["description"], s.get("examples", [])) for s in colm_specialists(DEFAULT_CONFIG)}
+    specialists = colm_specialists(path)
+    assert specialists
+    for spec in specialists:
+        if spec["name"] in reference:
+            assert (spec["description"], spec.get("examples", [])) == reference[spec["name"]], f"{path}: {spec['name']}"
 
 
 def test_validate_file_summarises_apps() -> None:
