@@ -32,7 +32,7 @@ models: $(STAMP)
 	$(BIN)/colm-serve prepare-models
 
 serve: setup
-	$(BIN)/serve run serve_config.yaml
+	$(BIN)/colm-serve run serve_config.yaml
 
 # The quality set-up (deploy/serve_config.quality.yaml): the Qwen2.5-Coder 1.5B as the server and the
 # 0.5B as the client model (QUALITY_CLIENT=smollm2-135m-instruct for the small one), on 127.0.0.1:8000.
@@ -45,7 +45,7 @@ serve-quality: setup
 	sed 's|model: qwen2.5-coder-0.5b-instruct  # the client model|model: $(QUALITY_CLIENT)  # the client model|' \
 	  deploy/serve_config.quality.yaml > $(QUALITY_CONFIG)
 	$(BIN)/colm-serve check-config $(QUALITY_CONFIG)
-	$(BIN)/serve run $(QUALITY_CONFIG)
+	$(BIN)/colm-serve run $(QUALITY_CONFIG)
 
 # Headless Chromium for the load-test report's screenshot test (Debian package, root only).
 browser:

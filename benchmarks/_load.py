@@ -95,3 +95,26 @@ async def closed_loop(url: str, *, body: Callable[[], dict], concurrency: int, d
             await asyncio.gather(*workers, return_exceptions=True)
         tally.elapsed_s = duration_s
     return tally
+
+
+async def drained_loop(url: str, *, body: Callable[[], dict], concurrency: int, headers: dict | None = None,
+                       until: asyncio.Event, window: tuple[float, float] | None = None) -> tuple[Tally, Tally]:
+    """`concurrency` workers until `until` is set; then each finishes the request it has in
+    flight, so every request sent is counted: (the requests that ended inside `window`, which
+    is (start, end) in perf_counter seconds, with its length as elapsed; all of them)."""
+    everything, inside = Tally(), Tally()
+    if window:
+        inside.elapsed_s = window[1] - window[0]
+    connector = aiohttp.TCPConnector(limit=concurrency + 8)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+
+        async def worker() -> None:
+            while not until.is_set():
+                sample = Tally()
+                await one(session, url, body(), headers or {}, sample)
+                everything.add(sample)
+                if window and window[0] <= time.perf_counter() <= window[1]:
+                    inside.add(sample)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return inside, everything

@@ -2,14 +2,21 @@
 
 One interleaved run against a running app (`make serve`) over a fixed sample of MT-Bench and
 Arena-Hard first turns: for every question, every arm in a shuffled order: each strategy,
-`colm` with no options (the default), `colm-client` and `server/<aggregator>`. All requests
+`colm` with no options (the default), `colm-client` and `server/<reference_server>`. All requests
 stream (TTFT is the first answer token), the response cache is off, and the ratio is each
 arm's summed server cost over the server alone's on the same questions.
 
---realistic-lengths writes every server step to its whole cap, `ignore_eos` upstream: the
-server-alone answer is 470 tokens (GPT-4o's average on AlpacaEval 2.0, 1,873 characters),
-every strategy's server step its own cap. The 135M stand-in writes short answers, which
-would flatter nothing and prove nothing; this way the ratio is the worst case for CoLM.
+Every arm is a server alone (`server/<name>` for each specialist, priced as configured) or
+a client-model arm; the table gives each arm's cost over the reference server's and over the
+cheapest server's.
+
+--realistic-lengths writes every answer and every server step to a fixed length: the
+server-alone answer to 470 tokens (GPT-4o's average on AlpacaEval 2.0, 1,873 characters;
+`ignore_eos` upstream), each strategy's server step to its whole cap (the benchmark-only
+X-Colm-Bench-Fill-Server-Caps header), and the client model's answer in the `colm` and
+`colm-client` arms to the same 470 tokens (`min_tokens`), so a critique that reads the
+draft reads a full-length one. The 135M stand-in writes short answers, which would flatter
+nothing and prove nothing; this way the ratio is the worst case for CoLM.
 
     python benchmarks/cost.py --realistic-lengths [--questions 24] [--png docs/cost.png]
 """
@@ -27,6 +34,8 @@ from pathlib import Path
 
 import httpx
 import openai
+
+from colm_serve.api.bench import FILL_SERVER_CAPS
 
 DATA = Path(__file__).resolve().parents[1] / "clients" / "eval" / "data"
 SERVER_ALONE_TOKENS = 470
@@ -52,6 +61,7 @@ class Arm:
     model: str
     colm: dict | None = None
     extra: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)
 
 
 def sample(n: int) -> list[str]:
@@ -64,18 +74,27 @@ def sample(n: int) -> list[str]:
     picked_mt = [q for group in zip(*by_category.values()) for q in group]
     arena = [json.loads(line)["turns"][0]["content"] for line in (DATA / "arena_hard_questions.jsonl").read_text().splitlines()
              if line.strip()]
-    arena = [q for q in arena if len(q) <= CLIENT_CONTEXT_CHARS]
     step = max(1, len(arena) // max(1, n - n // 2))
-    return picked_mt[: n // 2] + arena[::step][: n - n // 2]
+    picked_arena = arena[::step][: n - n // 2]
+    kept = [q for q in picked_arena if len(q) <= CLIENT_CONTEXT_CHARS]
+    if len(kept) < len(picked_arena):
+        print(f"left out {len(picked_arena) - len(kept)} of {len(picked_arena)} Arena-Hard prompts over "
+              f"{CLIENT_CONTEXT_CHARS} characters: with a 470-token answer they overflow the client model's context")
+    return picked_mt[: n // 2] + kept
 
 
 def arms(info: dict, *, realistic: bool) -> list[Arm]:
-    fill = {"fill_server_caps": True} if realistic else {}
-    found = [Arm(s["name"], "colm", {"strategy": s["name"], **fill}) for s in info["strategies"]]
-    found.append(Arm("colm (default)", "colm", fill or None))
+    fill = {FILL_SERVER_CAPS: "1"} if realistic else {}  # benchmark-only: every server step writes its whole cap
+    found = [Arm(s["name"], "colm", {"strategy": s["name"]}, headers=fill) for s in info["strategies"]]
+    found.append(Arm("colm (default)", "colm", headers=fill))
     found.append(Arm("colm-client", "colm-client"))
+    if realistic:  # the client model's answer as long as the server alone's
+        for arm in found:
+            arm.extra = {"min_tokens": SERVER_ALONE_TOKENS}
     extra = {"ignore_eos": True} if realistic else {}
-    found.append(Arm(f"server/{info['aggregator']}", f"server/{info['aggregator']}", None, extra))
+    reference = f"server/{info['reference_server']}"
+    servers = sorted((m for m in info["models"] if m.startswith("server/")), key=lambda m: m != reference)
+    found += [Arm(m, m, None, extra) for m in servers]  # the reference server first among them
     return found
 
 
@@ -85,7 +104,7 @@ async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, m
     try:
         stream = await client.chat.completions.create(
             model=arm.model, messages=[{"role": "user", "content": question}], max_tokens=max_tokens, stream=True,
-            stream_options={"include_usage": True}, extra_body={**body, **arm.extra})
+            stream_options={"include_usage": True}, extra_body={**body, **arm.extra}, extra_headers=arm.headers or None)
         async for chunk in stream:
             if out.ttft_s is None and chunk.choices and chunk.choices[0].delta.content:
                 out.ttft_s = time.perf_counter() - t0
@@ -101,9 +120,10 @@ async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, m
     return out
 
 
-async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str]]:
+async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str], str]:
     async with httpx.AsyncClient(timeout=30) as http:
         info = (await http.get(f"{args.base_url}/colm/strategies")).json()
+        info["models"] = [m["id"] for m in (await http.get(f"{args.base_url}/models")).json()["data"]]
     client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=900)
     chosen = arms(info, realistic=args.realistic_lengths)
     questions = sample(args.questions)
@@ -117,21 +137,22 @@ async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str]]:
         answers = []
         for arm in order:
             async with gate:
-                limit = SERVER_ALONE_TOKENS if arm.model.startswith("server/") else args.max_tokens
+                limit = SERVER_ALONE_TOKENS if arm.model.startswith("server/") or args.realistic_lengths else args.max_tokens
                 answers.append(await ask(client, arm, index, question, limit))
         return answers
 
     rounds = await asyncio.gather(*(question_round(i, q) for i, q in enumerate(questions)))
-    return [a for answers in rounds for a in answers], [arm.name for arm in chosen]
+    return [a for answers in rounds for a in answers], [arm.name for arm in chosen], f"server/{info['reference_server']}"
 
 
-def table(answers: list[Answer], order: list[str]) -> list[dict]:
-    """One row per arm, in `order` (the server alone last): sums over the questions every arm answered."""
-    server_arm = order[-1]
+def table(answers: list[Answer], order: list[str], reference: str) -> list[dict]:
+    """One row per arm, in `order`: sums over the questions every arm answered, with the cost
+    ratio to the reference server alone and to the cheapest server alone."""
     failed = {a.question for a in answers if a.error}
     good = [a for a in answers if a.question not in failed]
-    alone = [a for a in good if a.arm == server_arm]
-    base_cost, base_tokens = sum(a.cost_usd for a in alone), sum(a.server_tokens for a in alone)
+    cost = {name: sum(a.cost_usd for a in good if a.arm == name) for name in order}
+    tokens = {name: sum(a.server_tokens for a in good if a.arm == name) for name in order}
+    cheapest = min((n for n in order if n.startswith("server/")), key=lambda n: cost[n])
     rows = []
     for name in order:
         mine = [a for a in good if a.arm == name]
@@ -140,11 +161,12 @@ def table(answers: list[Answer], order: list[str]) -> list[dict]:
         ttfts = [a.ttft_s for a in mine if a.ttft_s is not None]
         escalations = [a.escalated for a in mine if a.escalated is not None]
         rows.append({
-            "arm": name, "answers": len(mine),
-            "cost_per_answer": sum(a.cost_usd for a in mine) / len(mine),
-            "server_tokens_per_answer": sum(a.server_tokens for a in mine) / len(mine),
-            "cost_ratio": sum(a.cost_usd for a in mine) / base_cost if base_cost else float("nan"),
-            "token_ratio": sum(a.server_tokens for a in mine) / base_tokens if base_tokens else float("nan"),
+            "arm": name, "answers": len(mine), "reference": name == reference, "cheapest": name == cheapest,
+            "cost_per_answer": cost[name] / len(mine),
+            "server_tokens_per_answer": tokens[name] / len(mine),
+            "cost_ratio": _ratio(cost[name], cost[reference]),
+            "cost_ratio_cheapest": _ratio(cost[name], cost[cheapest]),
+            "token_ratio": _ratio(tokens[name], tokens[reference]),
             "client_tokens_per_answer": sum(a.client_tokens for a in mine) / len(mine),
             "p50_latency_s": statistics.median(a.latency_s for a in mine),
             "p50_ttft_s": statistics.median(ttfts) if ttfts else float("nan"),
@@ -156,15 +178,23 @@ def table(answers: list[Answer], order: list[str]) -> list[dict]:
     return rows
 
 
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else float("nan")
+
+
 def show(rows: list[dict]) -> None:
-    print("\n| arm | answers | server $ / answer | server tokens / answer | cost ratio | token ratio | "
-          "client tokens / answer | p50 latency s | p50 TTFT s | escalation |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    reference = next(r["arm"] for r in rows if r["reference"])
+    cheapest = next(r["arm"] for r in rows if r["cheapest"])
+    print(f"\nreference server: {reference}; cheapest server alone: {cheapest}")
+    print("\n| arm | answers | server $ / answer | cost / reference | cost / cheapest | server tokens / answer | "
+          "token ratio | client tokens / answer | p50 latency s | p50 TTFT s | escalation |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         esc = f"{r['escalation_rate']:.0%}" if r["escalation_rate"] is not None else ""
-        print(f"| {r['arm']} | {r['answers']} | {r['cost_per_answer']:.5f} | {r['server_tokens_per_answer']:.0f} | "
-              f"**{r['cost_ratio']:.2f}** | {r['token_ratio']:.2f} | {r['client_tokens_per_answer']:.0f} | "
-              f"{r['p50_latency_s']:.1f} | {r['p50_ttft_s']:.1f} | {esc} |")
+        mark = " (reference)" if r["reference"] else " (cheapest)" if r["cheapest"] else ""
+        print(f"| {r['arm']}{mark} | {r['answers']} | {r['cost_per_answer']:.5f} | **{r['cost_ratio']:.2f}** | "
+              f"**{r['cost_ratio_cheapest']:.2f}** | {r['server_tokens_per_answer']:.0f} | {r['token_ratio']:.2f} | "
+              f"{r['client_tokens_per_answer']:.0f} | {r['p50_latency_s']:.1f} | {r['p50_ttft_s']:.1f} | {esc} |")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -194,14 +224,15 @@ def main() -> None:
     parser.add_argument("--api-key", default="sk-cost-benchmark")
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=384, help="The client model's answer budget in colm arms.")
+    parser.add_argument("--max-tokens", type=int, default=384,
+                        help="The client model's answer budget in colm arms (--realistic-lengths: 470, written in full).")
     parser.add_argument("--realistic-lengths", action="store_true")
     parser.add_argument("--png", type=Path, default=Path("docs/cost.png"))
     parser.add_argument("--json", type=Path, help="Also write every answer's figures here.")
     args = parser.parse_args()
     started = time.perf_counter()
-    answers, order = asyncio.run(run(args))
-    rows = table(answers, order)
+    answers, order, reference = asyncio.run(run(args))
+    rows = table(answers, order, reference)
     show(rows)
     if args.json:
         args.json.write_text(json.dumps([a.__dict__ for a in answers], indent=1))

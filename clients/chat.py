@@ -175,9 +175,13 @@ def render_usage(colm: dict[str, Any], console: Console) -> None:
     baseline, saving = usage.get("baseline_cost_usd"), usage.get("saving_usd")
     if baseline is not None:
         share = f" ({saving / baseline:.0%})" if saving is not None and baseline else ""
-        table.add_row("server alone (USD)", f"{baseline:.6f}")
-        table.add_row("saving (USD)", f"{saving or 0:.6f}{share}")
+        mark = ", estimated" if usage.get("baseline_estimated") else ""
+        table.add_row(f"server alone{mark} (USD)", f"{baseline:.6f}")
+        table.add_row(f"saving{mark} (USD)", f"{saving or 0:.6f}{share}")
     console.print(table)
+    if baseline is not None and usage.get("baseline_estimated"):
+        console.print("[dim]estimated: the server alone was not asked; its cost is the question's tokens at the "
+                      "reference server's prices plus a typical answer length.[/]")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`colm-serve` command line: model preparation and config checks."""
+"""`colm-serve` command line: running the app, model preparation and config checks."""
 
 from __future__ import annotations
 
@@ -21,11 +21,20 @@ def main(argv: list[str] | None = None) -> int:
                       help="default: the embedded set-up's model; quality: also the Qwen2.5-Coder 0.5B and 1.5B.")
     prep.add_argument("--force", action="store_true", help="Convert again even when prepared.")
 
+    run = sub.add_parser("run", help="serve run CONFIG on Serve's fast path (HAProxy, throughput-optimized).")
+    run.add_argument("config", type=Path, nargs="?", default=Path("serve_config.yaml"))
+    run.add_argument("--plain", action="store_true",
+                     help="Serve's default Python proxy instead (what a bare `serve run` gives).")
+
     check = sub.add_parser("check-config", help="Validate a Serve config file against the app's models.")
     check.add_argument("config", type=Path)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        from colm_serve.launch import run as launch
+
+        return launch(args.config, plain=args.plain)
     if args.command == "prepare-models":
         from colm_serve.prepare import MODEL_SETS, prepare
 

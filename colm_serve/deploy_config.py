@@ -97,7 +97,8 @@ def _validate_app(app: ServeApplicationSchema, *, where: str) -> tuple[BaseModel
     except ValidationError as exc:
         raise ValueError(f"{where}: {_describe(exc, prefix='args')}") from exc
     if isinstance(args, AppArgs):
-        summary = f"{len(args.specialists)} specialists, {len(args.servers)} servers, aggregator {args.aggregator}"
+        summary = (f"{len(args.specialists)} specialists, {len(args.servers)} servers, "
+                   f"reference server {args.reference_server}")
     else:
         summary = f"upstream serving {', '.join(args.served_models)} with {args.engine.model}"
     return args, f"app {app.name}: ok ({summary})"

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 logger = logging.getLogger("colm_serve")
 

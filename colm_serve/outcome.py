@@ -1,7 +1,7 @@
 """What a chat handler produces: text pieces of the answer, Progress notes about the work, then
 one Outcome (the answer, why it ended, its trace).
 
-Shared by the collaboration, the baselines and the embedded stand-in server; the API layer
+Shared by the collaboration, the pass-through models and the embedded stand-in server; the API layer
 turns the same events into a JSON body or an SSE stream (Progress as `reasoning_content`).
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from colm_serve.protocol import Trace
+from colm_serve.protocol.trace import Trace
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """RouterService: one chat request from a known caller to its answer.
 
-caller -> the model's plan (a strategy for `colm`, a baseline otherwise) -> budget admission
+caller -> the model's plan (a strategy for `colm`, the pass-through otherwise) -> budget admission
 against the plan's bound -> the work -> accounting, whatever way the request ends. It returns
 the Outcome, or for a stream the events that end in one; the API layer maps either to HTTP.
 It is plain Python over injected ports, so tests drive it with fakes;
@@ -19,7 +19,7 @@ from colm_serve.accounting.ledger import Admission, Estimate, Ledger
 from colm_serve.accounting.metrics import count_request
 from colm_serve.accounting.stats import merge_stats
 from colm_serve.client_model.types import ClientLM
-from colm_serve.collab import baselines
+from colm_serve.collab import passthrough
 from colm_serve.collab.context import RequestContext
 from colm_serve.collab.conversation import Conversation
 from colm_serve.collab.estimate import baseline_cost, server_alone
@@ -35,16 +35,17 @@ from colm_serve.config import AppArgs
 from colm_serve.deadline import Deadline, within_deadline
 from colm_serve.errors import InvalidRequest, RateLimited
 from colm_serve.outcome import Outcome, primed
-from colm_serve.protocol import Caller, ChatCompletionRequest, ModelCard, ModelList
+from colm_serve.protocol.caller import Caller
+from colm_serve.protocol.openai import ChatCompletionRequest, ModelCard, ModelList
 from colm_serve.server_proxy.metrics import MetricsSink, NullSink
 from colm_serve.server_proxy.types import Upstreams
 
 logger = logging.getLogger("colm_serve.service")
-BASELINE_OPTIONS = frozenset({"trace", "cache", "deadline_s", "progress"})
+PASSTHROUGH_OPTIONS = frozenset({"trace", "cache", "deadline_s", "progress"})
 
 
 def default_selectors(args: AppArgs) -> dict[str, Selector]:
-    picker = args.specialist(args.selection.selector_specialist or args.aggregator)
+    picker = args.specialist(args.selection.selector_specialist or args.reference_server)
     built: dict[str, Selector] = {
         "all": SELECTORS["all"](),
         "llm": LLMSelector(picker=picker, max_tokens=args.selection.max_tokens),
@@ -69,7 +70,7 @@ class RouterService:
         self._upstreams = upstreams
         self._selectors = selectors or default_selectors(self.args)
         self._strategies = build_strategies(Steps(args=self.args, client=client, selectors=self._selectors))
-        self._baselines = baselines.Baselines(args=self.args, client=client)
+        self._passthrough = passthrough.PassThrough(args=self.args, client=client)
         self._ledger = ledger
         self._metrics = metrics or NullSink()
 
@@ -80,31 +81,33 @@ class RouterService:
                 selector.warm()
 
     def models(self) -> ModelList:
-        return ModelList(data=[ModelCard(id=m) for m in baselines.model_ids(self.args)])
+        return ModelList(data=[ModelCard(id=m) for m in passthrough.model_ids(self.args)])
 
     def selector_names(self) -> list[str]:
         return sorted(self._selectors)
 
     def strategies(self) -> dict[str, Any]:
-        return {"default": self.args.collaboration.strategy, "aggregator": self.args.aggregator,
+        return {"default": self.args.collaboration.strategy, "reference_server": self.args.reference_server,
                 "strategies": [s.describe() for s in self._strategies.values()]}
 
-    async def chat(self, req: ChatCompletionRequest, *, caller: Caller) -> Outcome | AsyncIterator:
+    async def chat(self, req: ChatCompletionRequest, *, caller: Caller,
+                   fill_server_caps: bool = False) -> Outcome | AsyncIterator:
         """The Outcome; with `stream` the events ending in one, run up to the first so that
-        errors before any output still get their HTTP status."""
-        target = baselines.resolve(self.args, req.model)
+        errors before any output still get their HTTP status. `fill_server_caps` is the
+        benchmarks' knob (api.bench): every server call writes its whole output cap."""
+        target = passthrough.resolve(self.args, req.model)
         self._check_output_limit(req, target)
         opts = req.options()
         timeout = opts.deadline_s or self.args.router.request_timeout_s
         ctx = RequestContext(upstreams=self._upstreams, client=caller.label, weight=caller.weight, cache=opts.cache,
-                             deadline=time.time() + timeout, fill_server_caps=opts.fill_server_caps)
+                             deadline=time.time() + timeout, fill_server_caps=fill_server_caps)
         if target.kind == "colm":
             strategy = self._strategy(req)
             run = Run(req=req, conv=Conversation.parse(req.messages), ctx=ctx, stream=req.stream)
             bound, events, label = strategy.bound(run), strategy.events(run), strategy.name
         else:
-            bound, label = self._baseline_plan(target, req), req.model
-            events = self._baselines.events(target, req, ctx, stream=req.stream)
+            bound, label = self._passthrough_plan(target, req), req.model
+            events = self._passthrough.events(target, req, ctx, stream=req.stream)
         with telemetry.span("colm.admission", client=caller.label, bound_tokens=bound.server_tokens) as span:
             admission = await self._ledger.admit(caller.label, bound)
             span.set(ok=admission.ok, reason=admission.reason, max_specialists=admission.max_specialists)
@@ -121,7 +124,7 @@ class RouterService:
             return await primed(events)
         return [e async for e in events if isinstance(e, Outcome)][0]
 
-    def _check_output_limit(self, req: ChatCompletionRequest, target: baselines.Target) -> None:
+    def _check_output_limit(self, req: ChatCompletionRequest, target: passthrough.Target) -> None:
         """An answer longer than the client model's context cannot be written: a 400 now, not an
         error in the middle of a stream that has already begun. (The engine checks the exact sum.)"""
         limit, cm = req.output_limit(), self.args.client_model
@@ -139,13 +142,13 @@ class RouterService:
         strategy.check(opts)
         return strategy
 
-    def _baseline_plan(self, target: baselines.Target, req: ChatCompletionRequest) -> Estimate:
-        for name in sorted(req.options().model_fields_set - BASELINE_OPTIONS):
+    def _passthrough_plan(self, target: passthrough.Target, req: ChatCompletionRequest) -> Estimate:
+        for name in sorted(req.options().model_fields_set - PASSTHROUGH_OPTIONS):
             raise InvalidRequest(f"colm.{name} applies to model colm, not {req.model}", param=f"colm.{name}")
         if target.kind == "client":
             return Estimate()
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        return server_alone(target.specialist, messages, req.output_limit() or baselines.ANSWER_CAP)
+        return server_alone(target.specialist, messages, req.output_limit() or passthrough.ANSWER_CAP)
 
     async def _settled(self, events: AsyncIterator, admission: Admission, ctx: RequestContext, req: ChatCompletionRequest,
                        *, colm: bool, label: str) -> AsyncIterator:
@@ -164,10 +167,11 @@ class RouterService:
                 await self._ledger.settle(admission, ctx.trace.usage)
 
     def _add_baseline(self, ctx: RequestContext, req: ChatCompletionRequest, answer: str) -> None:
-        """What the aggregator alone would have charged for an answer this long (an estimate)."""
+        """What the reference server alone would have charged for an answer this long (an estimate)."""
         usage = ctx.trace.usage
-        agg = self.args.specialist(self.args.aggregator)
-        usage.baseline_cost_usd = baseline_cost(agg, [m.model_dump(exclude_none=True) for m in req.messages], answer)
+        reference = self.args.specialist(self.args.reference_server)
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        usage.baseline_cost_usd = baseline_cost(reference, messages, answer)
         usage.saving_usd = round(usage.baseline_cost_usd - usage.cost_usd, 10)
         usage.baseline_estimated = True
 

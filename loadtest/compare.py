@@ -1,6 +1,6 @@
 """`python -m loadtest.compare --host URL`: the same workload three ways, one after another.
 
-  server        every session to server/<aggregator> (one upstream call, no CoLM)
+  server        every session to server/<reference-server> (one upstream call, no CoLM)
   colm          every session to colm, all optimisations on (coalescing, cache)
   colm-nocache  every session to colm with colm.cache=false on each request
 
@@ -25,9 +25,9 @@ from loadtest._report_data import summaries
 LOCUSTFILE_DIR = Path(__file__).parent
 
 
-def variants(aggregator: str) -> dict[str, list[str]]:
+def variants(reference_server: str) -> dict[str, list[str]]:
     return {
-        "server": ["--colm-mix", f"server/{aggregator}=1", "--colm-cache", "on"],
+        "server": ["--colm-mix", f"server/{reference_server}=1", "--colm-cache", "on"],
         "colm": ["--colm-mix", "colm=1", "--colm-cache", "on"],
         "colm-nocache": ["--colm-mix", "colm=1", "--colm-cache", "off"],
     }
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="http://127.0.0.1:8000", help="The CoLM app's base URL.")
-    parser.add_argument("--aggregator", default="gpt-conv", help="Specialist for the server-alone baseline.")
+    parser.add_argument("--reference-server", default="gpt-conv", help="Specialist for the server-alone baseline.")
     parser.add_argument("-u", "--users", type=int, default=4)
     parser.add_argument("-r", "--spawn-rate", type=float, default=2)
     parser.add_argument("-t", "--run-time", default="60s", help="Per run, Locust's format (60s, 5m).")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs: dict[str, list[VariantResult]] = {}
     for round_index in range(args.rounds):
-        for name, variant_args in variants(args.aggregator).items():
+        for name, variant_args in variants(args.reference_server).items():
             runs.setdefault(name, []).append(run_variant(args, name=name, variant_args=variant_args,
                                                          round_index=round_index))
     results = {name: pooled(rs) for name, rs in runs.items()}

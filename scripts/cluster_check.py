@@ -2,6 +2,8 @@
 
 Subcommands (each exits non-zero with a message when its check fails):
   nodes          read `ray list nodes --format json` and require 2+ ALIVE nodes
+  loopback       require every node's IP, and every address a Ray process was started with
+                 (--node-ip-address, --gcs-address, --address; from `ps -eo args`), on 127.0.0.1
   wait           poll Serve's REST API until every app is RUNNING and every deployment has
                  its target replica count RUNNING (optionally: an expected count per deployment)
   replicated     print the deployments of an app that run 2+ replicas (router and proxies)
@@ -76,6 +78,35 @@ def cmd_nodes(args: argparse.Namespace) -> None:
     if len(alive) < args.min_nodes:
         raise CheckFailed(f"{len(alive)} ALIVE Ray node(s), want {args.min_nodes}+")
     print(f"ray: {len(alive)} nodes ALIVE: {', '.join(n['node_id'][:12] for n in alive)}")
+
+
+RAY_ADDRESS_FLAG = re.compile(r"--(node-ip-address|gcs-address|gcs_address|address)[= ](\S+)")
+RAY_PROCESS = re.compile(r"(gcs_server|raylet|default_worker\.py|dashboard|log_monitor|runtime_env|ray::|ray start)")
+
+
+def off_loopback(nodes: list[dict[str, Any]], processes: list[str]) -> list[str]:
+    """Every Ray address seen that is not on 127.0.0.1, named with where it was seen."""
+    wrong = [f"node {n.get('node_id', '?')[:12]}: node_ip {n.get('node_ip')}" for n in nodes if n.get("node_ip") != "127.0.0.1"]
+    for line in processes:
+        if not RAY_PROCESS.search(line):
+            continue
+        for flag, value in RAY_ADDRESS_FLAG.findall(line):
+            host = value.rsplit(":", 1)[0] if flag != "node-ip-address" else value
+            if host != "127.0.0.1":
+                wrong.append(f"--{flag}={value} in: {line[:120]}")
+    return wrong
+
+
+def cmd_loopback(args: argparse.Namespace) -> None:
+    nodes = json.loads(Path(args.nodes).read_text())
+    processes = Path(args.processes).read_text().splitlines()
+    seen = sum(1 for line in processes if RAY_PROCESS.search(line) and RAY_ADDRESS_FLAG.search(line))
+    if not nodes or not seen:
+        raise CheckFailed(f"nothing to check: {len(nodes)} nodes, {seen} Ray processes with an address")
+    wrong = off_loopback(nodes, processes)
+    if wrong:
+        raise CheckFailed("Ray addresses off loopback:\n  " + "\n  ".join(wrong[:10]))
+    print(f"loopback: {len(nodes)} nodes and {seen} Ray processes, every address on 127.0.0.1")
 
 
 def cmd_wait(args: argparse.Namespace) -> None:
@@ -260,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes")
     nodes.add_argument("--nodes", required=True, help="`ray list nodes --format json` output")
     nodes.add_argument("--min-nodes", type=int, default=2)
+    loop = sub.add_parser("loopback")
+    loop.add_argument("--nodes", required=True, help="`ray list nodes --format json` output")
+    loop.add_argument("--processes", required=True, help="`ps -eo args` output")
     wait = sub.add_parser("wait")
     wait.add_argument("--dashboard", required=True)
     wait.add_argument("--expect", action="append", default=[], help="DEPLOYMENT=N running replicas")
@@ -304,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"nodes": cmd_nodes, "wait": cmd_wait, "replicated": cmd_replicated, "spread": cmd_spread, "served": cmd_served,
+COMMANDS = {"nodes": cmd_nodes, "loopback": cmd_loopback, "wait": cmd_wait, "replicated": cmd_replicated, "spread": cmd_spread, "served": cmd_served,
             "scaled-config": cmd_scaled_config, "autoscaled": cmd_autoscaled, "locust-ok": cmd_locust_ok}
 
 

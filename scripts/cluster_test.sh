@@ -19,6 +19,18 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Loopback only, and provably so. Ray turns a loopback --node-ip-address or --address into the
+# address it would reach the internet from (ray._private.services.resolve_ip_for_localhost), so
+# on a host with a route out every node and every GCS address would sit on the host's interface.
+# The test therefore runs in a network namespace of its own, where loopback is the only
+# interface, under a hostname that resolves to 127.0.0.1 (Ray's fallback): every address is
+# 127.0.0.1, and `check loopback` proves it. Needs root (or unprivileged user namespaces);
+# COLM_CT_NETNS=1 says the caller has isolated it already.
+if [[ -z ${COLM_CT_NETNS:-} ]]; then
+    exec env COLM_CT_NETNS=1 unshare --net --uts --fork -- bash -c \
+        'python3 scripts/loopback_up.py && hostname localhost && exec bash "$0" "$@"' "$0" "$@"
+fi
 # `make cluster-test` does not activate the project's virtualenv: use it when there is one,
 # so ray, serve, locust, colm-serve and python (and the Ray workers they start) come from it.
 if [[ -z ${VIRTUAL_ENV:-} && -x .venv/bin/python ]]; then
@@ -146,6 +158,8 @@ start_cluster() {
     for attempt in 1 2 3 4 5 6 7 8 9 10; do
         if ray list nodes --address "$DASHBOARD" --format json > "$WORK/nodes.json" 2>> "$WORK/ray-list.log" &&
             python scripts/cluster_check.py nodes --nodes "$WORK/nodes.json" --min-nodes 2; then
+            ps -eo args > "$WORK/processes.txt"
+            check loopback --nodes "$WORK/nodes.json" --processes "$WORK/processes.txt"
             return 0
         fi
         echo "waiting for 2 Ray nodes (attempt $attempt)"

@@ -1,7 +1,8 @@
 """Shared fixtures. `app_url` starts the real app once per test session.
 
-The real app is `serve run serve_config.yaml`: Ray Serve, two vLLM engines (the client
-model and the embedded upstream server) and the router, on 127.0.0.1:8000. Its start costs
+The real app is what `make serve` runs, `colm-serve run serve_config.yaml`: Ray Serve on its
+fast path (HAProxy), two vLLM engines (the client model and the embedded upstream server) and
+the router, on 127.0.0.1:8000. Its start costs
 a minute or two on a small CPU host, so every serve-marked test shares one instance. Set
 COLM_TEST_APP_URL to test an app that is already running instead.
 """
@@ -53,10 +54,10 @@ def app_url(serve_log: Path):
     if _ready(APP_URL):
         pytest.fail("something already serves 127.0.0.1:8000; stop it or set COLM_TEST_APP_URL to use it")
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), PYTHONUNBUFFERED="1")
-    serve_bin = Path(sys.executable).with_name("serve")
+    launcher = Path(sys.executable).with_name("colm-serve")
     log = serve_log.open("w")
     proc = subprocess.Popen(
-        [str(serve_bin), "run", "serve_config.yaml"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [str(launcher), "run", "serve_config.yaml"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -75,9 +76,9 @@ def app_url(serve_log: Path):
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)  # serve run shuts the app down cleanly on Ctrl-C
+        os.killpg(proc.pid, signal.SIGINT)  # serve run shuts the app down on Ctrl-C; the launcher stops HAProxy
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

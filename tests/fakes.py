@@ -12,8 +12,8 @@ from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamR
 
 
 class FakeClient:
-    """Answers with a scripted sequence (or an echo), recording every request; reports
-    `mean_logprob` when asked for log-probabilities."""
+    """Answers with a scripted sequence (or an echo), recording every request. Asked for
+    log-probabilities, it reports `token_logprobs`, or else `mean_logprob` for every token."""
 
     def __init__(self, answers: list[str] | None = None, *, mean_logprob: float | None = -0.5,
                  token_logprobs: list[float] | None = None) -> None:
@@ -26,11 +26,17 @@ class FakeClient:
         self.requests.append(req)
         return self.answers.pop(0) if self.answers else f"answer to: {req.messages[-1]['content'][:40]}"
 
+    def _token_logprobs(self, tokens: int) -> list[float] | None:
+        if self.token_logprobs is not None or self.mean_logprob is None:
+            return self.token_logprobs
+        return [self.mean_logprob] * tokens
+
     async def generate(self, req: GenerationRequest) -> Generation:
         text = self._next(req)
-        return Generation(text=text, prompt_tokens=50, completion_tokens=len(text.split()), finish_reason="stop",
+        tokens = len(text.split())
+        return Generation(text=text, prompt_tokens=50, completion_tokens=tokens, finish_reason="stop",
                           mean_logprob=self.mean_logprob if req.logprobs else None,
-                          token_logprobs=self.token_logprobs if req.logprobs else None)
+                          token_logprobs=self._token_logprobs(tokens) if req.logprobs else None)
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         words = self._next(req).split(" ")
@@ -42,7 +48,7 @@ class FakeClient:
                 completion_tokens=len(words) if last else 0,
                 finish_reason="stop" if last else None,
                 mean_logprob=self.mean_logprob if last and req.logprobs else None,
-                token_logprobs=self.token_logprobs if last and req.logprobs else None,
+                token_logprobs=self._token_logprobs(len(words)) if last and req.logprobs else None,
             )
 
 
@@ -99,7 +105,7 @@ def app_args(**overrides) -> AppArgs:
             {"name": "eye", "description": "pictures and images", "server": "b", "model": "m-eye",
              "system_prompt": "EYE expert", "vision": True},
         ],
-        "aggregator": "conv",
+        "reference_server": "conv",
         "selection": {"strategy": "llm", "top_k": 2},
         "refinement": {"iterations": 1},
     }

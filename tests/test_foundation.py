@@ -35,8 +35,8 @@ def test_default_config_validates_and_names_fields_on_error():
     bad = {**colm["args"], "guidance": {"max_tokenz": 5}}
     with pytest.raises(ValidationError, match="guidance.max_tokenz"):
         AppArgs.model_validate(bad)
-    bad = {**colm["args"], "aggregator": "gpt-5"}
-    with pytest.raises(ValidationError, match="aggregator: unknown specialist 'gpt-5'"):
+    bad = {**colm["args"], "reference_server": "gpt-5"}
+    with pytest.raises(ValidationError, match="reference_server: unknown specialist 'gpt-5'"):
         AppArgs.model_validate(bad)
 
 

@@ -18,7 +18,7 @@ KERNEL = {"config", "errors", "protocol", "outcome", "deadline", "telemetry", "f
 # Each layer may import itself, the kernel and the layers listed after it.
 PATH = ["app", "api", "service", "collab", "accounting", "server_proxy", "client_model"]
 STAND_IN_MAY_USE = {"api", "client_model"}
-TOOLS = {"cli", "prepare", "deploy_config"}  # command-line utilities beside the app
+TOOLS = {"cli", "prepare", "deploy_config", "launch"}  # command-line utilities beside the app
 
 
 def layer(module: str) -> str:

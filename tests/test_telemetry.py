@@ -90,7 +90,7 @@ def test_spans_nest_and_carry_prefixed_attributes(spans):
 async def test_a_failed_step_is_an_error_and_a_cancelled_one_is_not(spans):
     with pytest.raises(RuntimeError):
         with telemetry.span("colm.summary"):
-            raise RuntimeError("aggregator down")
+            raise RuntimeError("reference server down")
 
     async def slow() -> None:
         with telemetry.span("colm.round"):
@@ -102,7 +102,7 @@ async def test_a_failed_step_is_an_error_and_a_cancelled_one_is_not(spans):
     with pytest.raises(asyncio.CancelledError):
         await task
     failed, cancelled = named(spans, "colm.summary")[0], named(spans, "colm.round")[0]
-    assert failed.status.status_code == StatusCode.ERROR and "aggregator down" in failed.status.description
+    assert failed.status.status_code == StatusCode.ERROR and "reference server down" in failed.status.description
     assert [e.name for e in failed.events] == ["exception"]
     assert cancelled.status.status_code == StatusCode.UNSET and cancelled.attributes["colm.cancelled"] is True
 

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--url", str, "the app: router at /v1, stand-in at /upstream/v1"), ("--out-dir", Path, "output folder"),
         ("--questions", int, "the first N MT-Bench questions"), ("--max-tokens", int, "answer budget per turn"),
         ("--judge-model", str, "the stand-in's model id"), ("--judge-max-tokens", int, "judge budget"),
-        ("--aggregator", str, "server/<aggregator> is the server-alone baseline"),
+        ("--reference-server", str, "server/<reference-server> is the server-alone baseline"),
         ("--concurrency", int, "requests in flight per output"), ("--api-key", str, "bearer key"),
     ):
         default = DemoArgs.model_fields[flag[2:].replace("-", "_")].default

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from clients.eval.config import Endpoint, RetryPolicy
 from clients.eval.context import ContextWindow, context_overflow
 from clients.eval.verdicts import VerdictFormat
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 logger = logging.getLogger("clients.eval")
 

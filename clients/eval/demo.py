@@ -2,8 +2,8 @@
 
 A handful of MT-Bench questions answered by `colm` with each collaboration strategy the
 router lists (GET /v1/colm/strategies; just `colm` where the route is absent), by the
-client model alone (`colm-client`) and by the aggregator server alone
-(`server/<aggregator>`); judged by the embedded stand-in with its verdicts constrained;
+client model alone (`colm-client`) and by the reference server alone
+(`server/<reference_server>`); judged by the embedded stand-in with its verdicts constrained;
 then the table (quality, cost per answer, cost ratio to the server alone) and its plot.
 Answers are short and requests run a few at a time, so it ends in minutes on a 2-core CPU
 host. The stand-in judge's scores only show that the loop runs, as the table says.
@@ -35,8 +35,8 @@ class DemoArgs(Strict):
     max_tokens: int = Field(64, ge=1, description="Answer budget per turn.")
     judge_model: str = "smollm2-local"
     judge_max_tokens: int = Field(96, ge=1)
-    aggregator: str = Field("gpt-conv", description="The specialist `colm` aggregates with; server/<it> is the "
-                            "server-alone baseline.")
+    reference_server: str = Field("gpt-conv", description="The app's reference_server; server/<it> is the "
+                                  "server-alone baseline.")
     concurrency: int = Field(2, ge=1, description="Requests in flight per output (all outputs run at once).")
     timeout_s: float = Field(300.0, gt=0)
 
@@ -50,7 +50,7 @@ class DemoArgs(Strict):
 
     @property
     def baseline_name(self) -> str:
-        return f"server__{self.aggregator}"
+        return f"server__{self.reference_server}"
 
     def table(self) -> TableArgs:
         return TableArgs(out_dir=self.out_dir, benches=["mt-bench"], plot=self.out_dir / "quality_vs_cost.png",
@@ -80,7 +80,7 @@ def outputs(args: DemoArgs, strategies: list[str] | None) -> list[GenerateArgs]:
                             limit=args.questions, concurrency=args.concurrency, max_tokens=args.max_tokens)
 
     colm = [run("colm", s) for s in strategies] if strategies else [run("colm")]
-    return [*colm, run("colm-client"), run(f"server/{args.aggregator}")]
+    return [*colm, run("colm-client"), run(f"server/{args.reference_server}")]
 
 
 async def demo(args: DemoArgs) -> DemoReport:

@@ -1,9 +1,9 @@
 """Quality and cost per output name, side by side, read back from the files on disk.
 
-The cost ratio puts every output beside the server alone (`server/<aggregator>`, its output
-`server__<aggregator>`): its cost over the questions both answered, divided by the server's
+The cost ratio puts every output beside the server alone (`server/<reference_server>`, its output
+`server__<reference_server>`): its cost over the questions both answered, divided by the server's
 cost over the same questions. The estimated ratio is the router's own figure: the cost over
-the `baseline_cost_usd` it reports (what the aggregator alone would have charged for answers
+the `baseline_cost_usd` it reports (what the reference server alone would have charged for answers
 that long).
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from clients.eval.client import Reply
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 
 class AnswerUsage(BaseModel):

@@ -32,7 +32,7 @@ from colm_serve.accounting.stores.base import (
 )
 from colm_serve.accounting.writer import SettleWriter
 from colm_serve.config import AccountingConfig, BudgetConfig
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 
 class Estimate(BaseModel):

@@ -7,7 +7,7 @@ strategy (bounded by config), so the labels cannot grow without bound.
 
 from __future__ import annotations
 
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.metrics import BufferedSink, MetricsSink, NullSink, RayMetricsSink
 
 PREFIX = "colm_router_"
@@ -17,7 +17,7 @@ COUNTERS = {
     "server_tokens": "Prompt plus completion tokens spent on upstream servers.",
     "client_tokens": "Tokens the local client model read and wrote.",
     "cost_usd": "Upstream cost in USD.",
-    "baseline_cost_usd": "What the aggregator alone would have charged for the same answers (an estimate).",
+    "baseline_cost_usd": "What the reference server alone would have charged for the same answers (an estimate).",
     "saved_usd": "Savings of the requests that cost less than their baseline (saving = saved - overspent).",
     "overspent_usd": "Excess of the requests that cost more than their baseline.",
 }

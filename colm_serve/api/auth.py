@@ -15,7 +15,7 @@ import yaml
 
 from colm_serve.config import ApiKey, AuthConfig
 from colm_serve.errors import AuthenticationError
-from colm_serve.protocol import Caller
+from colm_serve.protocol.caller import Caller
 
 
 def hash_key(key: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from colm_serve import telemetry
 from colm_serve.errors import as_colm_error
 from colm_serve.outcome import Outcome, Progress
-from colm_serve.protocol import (
+from colm_serve.protocol.openai import (
     ChatCompletionChunk,
     ChatCompletionResponse,
     Choice,
@@ -24,8 +24,8 @@ from colm_serve.protocol import (
     DeltaMessage,
     OpenAIUsage,
     ResponseMessage,
-    Trace,
 )
+from colm_serve.protocol.trace import Trace
 
 logger = logging.getLogger("colm_serve.api")
 T = TypeVar("T")

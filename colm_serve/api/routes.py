@@ -8,16 +8,12 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
 from colm_serve import telemetry
-from colm_serve.api import chat_body, responses
+from colm_serve.api import bench, chat_body, responses
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.body_limit import BodyLimit
 from colm_serve.errors import install_error_handlers
 from colm_serve.outcome import Outcome
-from colm_serve.protocol import (
-    ChatCompletionResponse,
-    ErrorBody,
-    ModelList,
-)
+from colm_serve.protocol.openai import ChatCompletionResponse, ErrorBody, ModelList
 
 if TYPE_CHECKING:
     from colm_serve.service import RouterService
@@ -44,6 +40,7 @@ def create_api(service: "RouterService") -> FastAPI:
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse, openapi_extra=chat_body.OPENAPI)
     async def chat_completions(request: Request):
         body = await chat_body.chat_request(request)
+        fill_server_caps = bench.fill_server_caps(request.headers)
         authorization = request.headers.get("authorization")
         opts = body.options()
         span = telemetry.RequestSpan("colm.request", parent=request.headers, model=body.model, stream=body.stream,
@@ -51,7 +48,7 @@ def create_api(service: "RouterService") -> FastAPI:
         try:
             caller = auth.identify(authorization)
             span.set(client=caller.label)
-            result = await span.task(service.chat(body, caller=caller))
+            result = await span.task(service.chat(body, caller=caller, fill_server_caps=fill_server_caps))
         except BaseException as exc:
             span.end(exc)
             raise

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from colm_serve import telemetry
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import DeadlineExceeded, unwrap
-from colm_serve.protocol import Trace, Usage
+from colm_serve.protocol.trace import Trace
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.types import (
     UpstreamCall,
     UpstreamDelta,
@@ -36,7 +37,7 @@ class RequestContext:
     deadline: float | None = None
     max_specialists: int | None = None  # set by budget admission when degrading
     budget_note: str | None = None
-    fill_server_caps: bool = False  # benchmarks: every server step writes its whole cap
+    fill_server_caps: bool = False  # benchmarks only (api.bench): every server step writes its whole cap
     trace: Trace = field(default_factory=Trace)
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 

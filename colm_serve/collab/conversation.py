@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import InvalidRequest
-from colm_serve.protocol import ChatMessage
+from colm_serve.protocol.openai import ChatMessage
 
 
 @dataclass

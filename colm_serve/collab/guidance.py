@@ -17,7 +17,7 @@ from colm_serve import telemetry
 from colm_serve.collab.context import RequestContext
 from colm_serve.config import GuidanceConfig, SpecialistConfig
 from colm_serve.errors import RateLimited, as_colm_error
-from colm_serve.protocol import GuidanceTrace
+from colm_serve.protocol.trace import GuidanceTrace
 from colm_serve.server_proxy.types import UpstreamReply
 
 

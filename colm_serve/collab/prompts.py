@@ -78,7 +78,7 @@ def guidance_messages(
 
 
 def summary_messages(question: str, guidance: dict[str, str]) -> list[dict]:
-    """The aggregator server merges the notes (summary: server)."""
+    """The reference server merges the notes (summary: server)."""
     parts = [quote("guidance", text, source=name) for name, text in guidance.items()]
     task = (
         "Summarize the guidance above into one short set of notes for answering the question. "

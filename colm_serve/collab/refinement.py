@@ -1,4 +1,4 @@
-"""Adaptive stop for the refinement loop: a measurable notion of "the answer changed little"."""
+"""A measurable notion of "the answer changed little", which ends guide's refinement loop."""
 
 from __future__ import annotations
 
@@ -16,12 +16,3 @@ def change(previous: str, current: str) -> float:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
-
-
-def stop_reason(*, index: int, planned: int, delta: float | None, threshold: float) -> str | None:
-    """Why the loop stops after round `index` (0 is the first answer), or None to go on."""
-    if delta is not None and delta < threshold:
-        return f"converged: change {delta:.3f} < {threshold}"
-    if index >= planned:
-        return f"iterations done ({planned})"
-    return None

@@ -14,9 +14,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from colm_serve import telemetry
-from colm_serve.client_model.types import ClientLM, GenerationRequest
+from colm_serve.client_model.chat import bill, generation
+from colm_serve.client_model.types import ClientLM, Generation, GenerationRequest
 from colm_serve.collab import prompts
-from colm_serve.collab.baselines import server_answer
+from colm_serve.collab.passthrough import server_answer
 from colm_serve.collab.context import RequestContext
 from colm_serve.collab.conversation import Conversation
 from colm_serve.collab.guidance import GuidanceFanout, GuidanceResult
@@ -24,7 +25,8 @@ from colm_serve.collab.selection import Selector, select
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import as_colm_error
 from colm_serve.outcome import Finished, Progress
-from colm_serve.protocol import ChatCompletionRequest, GuidanceTrace, RoundTrace, Trace, Usage
+from colm_serve.protocol.openai import ChatCompletionRequest
+from colm_serve.protocol.trace import GuidanceTrace, RoundTrace, Trace
 from colm_serve.server_proxy.types import UpstreamReply
 
 Emit = Callable[[str | Progress | Finished], None]
@@ -142,7 +144,7 @@ class Steps:
         run.trace.add_latency("answer", time.time() - t0)
 
     async def summarize(self, run: Run, guidance: GuidanceResult, *, how: str) -> str | None:
-        """The notes the client reads: merged by the client model, by the aggregator, or not at all."""
+        """The notes the client reads: merged by the client model, by the reference server, or not at all."""
         notes = guidance.answers()
         if not notes:
             return None
@@ -153,8 +155,9 @@ class Steps:
         question, cap = run.conv.question.text(), self.args.refinement.summary_max_tokens
         try:
             if how == "server":
-                agg = self.args.specialist(self.args.aggregator)
-                reply = await self.ask(run, agg, prompts.summary_messages(question, notes), step="summary", max_tokens=cap)
+                reference = self.args.specialist(self.args.reference_server)
+                reply = await self.ask(run, reference, prompts.summary_messages(question, notes), step="summary",
+                                       max_tokens=cap)
                 merged = reply.text.strip()
             else:
                 with telemetry.span("colm.summary", on="client", notes=len(notes)) as span:
@@ -200,28 +203,24 @@ class Steps:
         return written
 
     async def _generate(self, run: Run, gen: GenerationRequest, *, step: str, final: bool, shown: bool) -> Written:
-        if not (run.stream and (final or (run.progress and shown))):
-            out = await self._client.generate(gen)
-            self._bill_client(run, out.prompt_tokens, out.completion_tokens)
-            if final:
-                run.emit(out.text)
-            return Written(out.text, out.finish_reason, out.completion_tokens, out.mean_logprob, out.token_logprobs)
-        parts, last = [], None
-        async with aclosing(self._client.stream(gen)) as deltas:  # a cancelled request stops the model at once
-            async for delta in deltas:
-                if delta.text:
-                    parts.append(delta.text)
-                    run.emit(delta.text) if final else run.note(step, delta.text)
-                if delta.finish_reason:
-                    last = delta
-        if last is None:
+        """Streams from the engine only when someone watches: the answer, or progress shown. A
+        cancelled request closes the generation, which stops the model at once."""
+        live = run.stream and (final or (run.progress and shown))
+        parts, out = [], None
+        async with aclosing(generation(self._client, gen, stream=live)) as items:
+            async for item in items:
+                if isinstance(item, Generation):
+                    out = item
+                    continue
+                parts.append(item)
+                if final:
+                    run.emit(item)
+                elif live:
+                    run.note(step, item)
+        if out is None:
             return Written("".join(parts), None, 0)
-        self._bill_client(run, last.prompt_tokens, last.completion_tokens)
-        if not final:
+        bill(run.trace, out)
+        if live and not final:
             run.note(step, "\n")
-        return Written("".join(parts), last.finish_reason, last.completion_tokens, last.mean_logprob, last.token_logprobs)
-
-    @staticmethod
-    def _bill_client(run: Run, prompt: int, completion: int) -> None:
-        run.trace.usage = run.trace.usage + Usage(client_prompt_tokens=prompt, client_completion_tokens=completion)
+        return Written(out.text, out.finish_reason, out.completion_tokens, out.mean_logprob, out.token_logprobs)
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.coalesce import Landed
 from colm_serve.server_proxy.limits import message_tokens
 from colm_serve.server_proxy.retry import AttemptMeter

@@ -27,7 +27,7 @@ from colm_serve.config import ServerConfig
 from colm_serve.deadline import Deadline
 from colm_serve.errors import ColmError, InvalidRequest
 from colm_serve.fairness import FairQueue
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.billing import Billing, SpendSink, worst_case
 from colm_serve.server_proxy.breaker import CircuitBreaker
 from colm_serve.server_proxy.coalesce import ResponseCache, SingleFlight, call_key
@@ -72,7 +72,7 @@ class ServerProxy:
         self.server = server
         metrics = METRICS_SINKS[metrics]() if isinstance(metrics, str) else metrics
         # aiohttp under the SDK (streams): httpx's connection pool scans every connection on
-        # every request, which at hundreds of calls in flight cost this proxy half its CPU.
+        # every request, which at hundreds of calls in flight takes much of this proxy's CPU.
         self._client = client or openai.AsyncOpenAI(
             base_url=server.base_url, api_key=server.api_key(), max_retries=0, timeout=server.timeout_s,
             http_client=openai.DefaultAioHttpClient(timeout=server.timeout_s),

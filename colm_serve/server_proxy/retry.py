@@ -23,7 +23,7 @@ import openai
 from colm_serve.config import RetryPolicy
 from colm_serve.deadline import Deadline
 from colm_serve.errors import ColmError, DeadlineExceeded, UpstreamError
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.breaker import CircuitBreaker
 
 logger = logging.getLogger("colm_serve.server_proxy")
@@ -77,6 +77,13 @@ def classify(exc: BaseException, *, secrets: Iterable[str] = ()) -> Failure:
     if isinstance(exc, openai.APIStatusError):
         return _classify_status(exc, secrets)
     return Failure(False, "neutral", None, None, f"the upstream's answer was not understood ({type(exc).__name__})")
+
+
+def failure_kind(exc: BaseException, failure: Failure) -> str:
+    """A failure's kind, as the breaker logs it."""
+    if failure.status is not None:
+        return f"http {failure.status}"
+    return "timeout" if isinstance(exc, (openai.APITimeoutError, TimeoutError)) else "connection"
 
 
 def _classify_status(exc: openai.APIStatusError, secrets: Iterable[str]) -> Failure:
@@ -176,9 +183,10 @@ class RetryLoop:
         if deadline.expired():  # our deadline cut the attempt short: no verdict on the server
             self.breaker.release()
             raise DeadlineExceeded("deadline passed while calling the upstream", code="deadline_exceeded") from None
-        {"failure": self.breaker.failure, "alive": self.breaker.success, "neutral": self.breaker.release}[
-            failure.verdict
-        ]()
+        if failure.verdict == "failure":
+            self.breaker.failure(failure_kind(exc, failure))
+        else:
+            {"alive": self.breaker.success, "neutral": self.breaker.release}[failure.verdict]()
         return failure
 
     def _give_up_if_final(self, failure: Failure, n: int) -> None:

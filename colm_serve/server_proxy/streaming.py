@@ -77,7 +77,7 @@ async def relay(
                 yield delta
             chunk = await deadline.wait(anext(opened.chunks, None), "streaming from the upstream")
     except openai.APIError as exc:
-        breaker.failure()
+        breaker.failure("stream broken")
         raise UpstreamError(
             f"the upstream stream broke after it began ({type(exc).__name__})", code="upstream_stream_broken"
         ) from None

@@ -2,10 +2,10 @@
 
 Every pass-through and guidance call crosses this, so it is kept to what the wire needs. The
 openai SDK's request path (options, header and URL building, its httpx-shaped transport over
-aiohttp) cost about 1.1 ms of CPU per call here, three times the POST itself, and a ServerProxy
-replica is one process on one core for all callers of its server. Failures still leave as the
-SDK's error classes, so the retry loop and the breaker judge both paths alike. Streams keep the
-SDK: their per-request cost is spread over the whole answer.
+aiohttp) costs several times the POST itself in CPU, and a ServerProxy replica is one process
+on one core for all callers of its server. Failures leave as the SDK's error classes, so the
+retry loop and the breaker judge both paths alike. Streams use the SDK: their per-request cost
+is spread over the whole answer.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class JsonPost:
                                          timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, dict(resp.headers)
-        except TimeoutError as exc:  # asyncio's timeouts are this class since 3.11
+        except TimeoutError as exc:  # asyncio's timeouts are this class (Python 3.11+)
             raise openai.APITimeoutError(request=httpx2.Request("POST", url)) from exc
         except aiohttp.ClientError as exc:
             raise openai.APIConnectionError(message=f"Connection error: {type(exc).__name__}",

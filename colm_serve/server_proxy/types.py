@@ -7,7 +7,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 
 class UpstreamCall(BaseModel):

@@ -21,13 +21,8 @@ from colm_serve.client_model.types import ClientLM
 from colm_serve.config import StandInArgs
 from colm_serve.errors import NotFound, install_error_handlers
 from colm_serve.outcome import Outcome, primed, with_outcome
-from colm_serve.protocol import (
-    ChatCompletionRequest,
-    ModelCard,
-    ModelList,
-    StrictModel,
-    Trace,
-)
+from colm_serve.protocol.openai import ChatCompletionRequest, ModelCard, ModelList, StrictModel
+from colm_serve.protocol.trace import Trace
 
 
 class JsonSchema(StrictModel):

@@ -14,7 +14,7 @@ import pytest
 
 from colm_serve.accounting.ledger import Estimate, Ledger
 from colm_serve.accounting.stores import SqliteStore
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from tests.accounting.conftest import Clock
 
 ROOM_FOR_TEN = {

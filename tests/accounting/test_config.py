@@ -30,6 +30,7 @@ def test_the_default_is_sqlite_under_the_colm_cache_and_every_app_has_one():
     ({"store": "postgres"}, "store"),
     ({"store": "sqlite", "file": "/tmp/x"}, "Extra inputs are not permitted"),
     ({"store": "redis", "url": "redis://h", "key_prefix": ""}, "key_prefix"),
+    ({"store": "sqlite", "cluster": True}, "`cluster` is for the redis store"),
 ])
 def test_bad_accounting_configs_are_rejected(raw, message):
     with pytest.raises(ValidationError, match=message):

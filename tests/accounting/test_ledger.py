@@ -9,7 +9,7 @@ from colm_serve.accounting.ledger import Estimate, Ledger
 from colm_serve.accounting.stores import MemoryStore
 from colm_serve.api.routes import create_api
 from colm_serve.collab.selection import AllSelector
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from colm_serve.service import RouterService
 from tests.accounting.conftest import DAY, Clock
 from tests.fakes import FakeClient, FakeUpstreams, app_args

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from colm_serve.accounting.ledger import Estimate, Ledger
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from tests.accounting.conftest import DAY, SHARED_KINDS, Clock
 
 BUDGET = {"server_tokens_per_day": 1000}

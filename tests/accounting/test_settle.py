@@ -9,7 +9,7 @@ import pytest
 
 from colm_serve.accounting.ledger import Estimate, Ledger
 from colm_serve.accounting.stores import MemoryStore
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 from tests.accounting.conftest import Clock
 
 BUDGET = {"server_tokens_per_day": 1000}

@@ -14,6 +14,7 @@ import pytest
 from colm_serve.accounting.ledger import Ledger
 from colm_serve.accounting.stores import MemoryStore
 from colm_serve.api.auth import hash_key
+from colm_serve.api.bench import FILL_SERVER_CAPS
 from colm_serve.api.routes import create_api
 from colm_serve.collab.selection import AllSelector
 from colm_serve.service import RouterService
@@ -37,6 +38,8 @@ BAD_INPUT = [
     ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "colm": {"top_k": 9}}, 400, "invalid_request_error", "colm.top_k"),
     ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "colm": {"iterations": -1}}, 400, "invalid_request_error", "colm.iterations"),
     ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "colm": {"turbo": True}}, 400, "invalid_request_error", "colm.turbo"),
+    # A benchmark knob, sent as a header (api.bench), never as a public option.
+    ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "colm": {"fill_server_caps": True}}, 400, "invalid_request_error", "colm.fill_server_caps"),
     ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "colm": {"selector": "magic"}}, 400, "invalid_request_error", "colm.selector"),
     ({"model": "colm", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, 400, "invalid_request_error", "bogus"),
     ({"model": "colm", "messages": [{"role": "user", "content": "x" * 5000}]}, 413, "invalid_request_error", None),
@@ -68,6 +71,24 @@ async def test_bad_input_gets_an_openai_error_and_the_service_keeps_serving(http
         assert err["param"] == param
     ok = await http.post("/v1/chat/completions", json={"model": "colm", "messages": [{"role": "user", "content": "hi"}]})
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(("headers", "ignore_eos"), [({FILL_SERVER_CAPS: "1"}, True), ({FILL_SERVER_CAPS: "0"}, False), ({}, False)])
+async def test_the_bench_header_makes_every_server_call_write_its_whole_cap(headers, ignore_eos):
+    ups = FakeUpstreams(reply=lambda call: "math, code")
+    app = create_api(_service(upstreams=ups))
+    body = {"model": "colm", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router") as client:
+        resp = await client.post("/v1/chat/completions", json=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert len(ups.calls) > 1  # guidance and critique both went upstream
+    assert all((call.extra_body or {}).get("ignore_eos", False) is ignore_eos for call in ups.calls)
+
+
+async def test_a_bad_bench_header_value_is_a_400(http):
+    body = {"model": "colm", "messages": [{"role": "user", "content": "hi"}]}
+    resp = await http.post("/v1/chat/completions", json=body, headers={FILL_SERVER_CAPS: "yes please"})
+    assert resp.status_code == 400 and FILL_SERVER_CAPS in resp.json()["error"]["message"]
 
 
 async def test_unknown_model_lists_the_available_ones(http):

@@ -19,7 +19,8 @@ import pytest
 from colm_serve.api import responses
 from colm_serve.api.routes import create_api
 from colm_serve.outcome import Outcome, Progress
-from colm_serve.protocol import Trace, Usage
+from colm_serve.protocol.trace import Trace
+from colm_serve.protocol.usage import Usage
 from tests.api.test_routes import _service
 from tests.fakes import FakeUpstreams
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.chat import main
+from rich.console import Console
+
+from clients.chat import main, render_usage
 from tests.loadtest.conftest import RunningFake, running_fake
 from tests.loadtest.fake_colm_server import ANSWER_WORDS, PROGRESS
 
@@ -99,12 +101,23 @@ def test_the_usage_table_shows_the_saving_against_the_server_alone(fake, capsys)
     assert request["stream"] is True and request["colm"]["progress"] is True
     for step, text in PROGRESS:
         assert text.strip() in out, f"step {step} was not shown"
-    assert out.index(GUIDANCE) < out.index(ANSWER) < out.index("server alone (USD)") < out.index("saving (USD)")
-    assert "%)" in out.split("saving (USD)")[1], "the saving's share of the server-alone cost"
+    assert out.index(GUIDANCE) < out.index(ANSWER) < out.index("server alone, estimated (USD)") \
+        < out.index("saving, estimated (USD)")
+    assert "%)" in out.split("saving, estimated (USD)")[1], "the saving's share of the server-alone cost"
+    assert "estimated: the server alone was not asked" in out
+
+
+def test_a_billed_baseline_carries_no_estimate_mark(capsys):
+    usage = {"server_tokens": 5, "client_tokens": 9, "cost_usd": 0.001, "baseline_cost_usd": 0.004, "saving_usd": 0.003,
+             "baseline_estimated": False}
+    render_usage({"usage": usage}, Console(width=120))
+    out = capsys.readouterr().out
+    assert "server alone (USD)" in out and "saving (USD)" in out and "75%" in out
+    assert "estimated" not in out
 
 
 def test_no_progress_asks_for_none_and_shows_only_the_answer(fake, capsys):
     assert main(["--base-url", f"{fake.url}/v1", "--no-progress", QUESTION]) == 0
     out = capsys.readouterr().out
     assert fake.state.requests[-1]["colm"]["progress"] is False
-    assert ANSWER in out and GUIDANCE not in out and "saving (USD)" in out
+    assert ANSWER in out and GUIDANCE not in out and "saving, estimated (USD)" in out

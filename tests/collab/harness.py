@@ -16,7 +16,7 @@ from colm_serve.collab.strategies import Strategy, build_strategies
 from colm_serve.collab.strategies.base import outcome_of
 from colm_serve.config import AppArgs
 from colm_serve.outcome import Outcome, Progress
-from colm_serve.protocol import ChatCompletionRequest
+from colm_serve.protocol.openai import ChatCompletionRequest
 from colm_serve.server_proxy.limits import message_tokens
 from colm_serve.server_proxy.types import UpstreamCall, UpstreamReply
 from tests.fakes import FakeClient, FakeUpstreams, app_args
@@ -75,7 +75,7 @@ def build(args: AppArgs | None = None, *, client: FakeClient | None = None,
           selector: str = "embedding") -> tuple[dict[str, Strategy], FakeClient]:
     args = args or app_args()
     client = client or FakeClient()
-    picker = args.specialist(args.selection.selector_specialist or args.aggregator)
+    picker = args.specialist(args.selection.selector_specialist or args.reference_server)
     selectors = {"all": AllSelector(), "llm": LLMSelector(picker=picker),
                  "embedding": EmbeddingSelector(model="fixed", encoder_factory=lambda _: FixedEncoder())}
     args = args.model_copy(update={"selection": args.selection.model_copy(update={"strategy": selector})})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from colm_serve.protocol import ChatCompletionRequest
+from colm_serve.protocol.openai import ChatCompletionRequest
 from tests.collab.harness import Servers, answer, build, content, progress, request, stream
 from tests.collab.test_shepherd import OPENING
 from tests.fakes import FakeClient, app_args

@@ -6,7 +6,7 @@ import pytest
 
 from colm_serve.errors import InvalidRequest, RateLimited
 from colm_serve.outcome import Outcome
-from colm_serve.protocol import ChatCompletionRequest
+from colm_serve.protocol.openai import ChatCompletionRequest
 from tests.collab.harness import Servers, answer, build, content, first_index, kind, progress, request, stream
 from tests.fakes import FakeClient, app_args
 

@@ -169,7 +169,7 @@ def test_a_specialist_without_examples_is_valid_and_a_blank_example_is_not():
     args = app_args(specialists=[
         {"name": "math", "description": "mathematics", "server": "a", "model": "m"},
         {"name": "code", "description": "programming", "server": "a", "model": "m", "examples": ["fix my code"]},
-    ], aggregator="math", selection={"top_k": 1})
+    ], reference_server="math", selection={"top_k": 1})
     assert [s.examples for s in args.specialists] == [[], ["fix my code"]]
 
 

@@ -32,11 +32,13 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.routes: dict[str, str] = {}
-        routes = self.routes
+        self.sequences: dict[str, list[str]] = {}  # answers served in turn, one per GET; the last one stays
+        routes, sequences = self.routes, self.sequences
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                body = routes.get(self.path)
+                queue = sequences.get(self.path)
+                body = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else routes.get(self.path)
                 self.send_response(200 if body is not None else 404)
                 self.end_headers()
                 self.wfile.write((body or "not found").encode())
@@ -148,6 +150,41 @@ def test_nodes_counts_alive_nodes(tmp_path: Path) -> None:
     assert "1 ALIVE Ray node(s), want 2+" in result.stderr
 
 
+RAYLET = "/venv/ray/core/src/ray/raylet/raylet --node-ip-address={ip} --gcs-address=127.0.0.1:6380 --node-name={ip}"
+
+
+def _loopback(tmp_path: Path, *, node_ip: str = "127.0.0.1", process_ip: str = "127.0.0.1",
+              extra: str = "") -> subprocess.CompletedProcess[str]:
+    nodes, processes = tmp_path / "nodes.json", tmp_path / "processes.txt"
+    nodes.write_text(json.dumps([{"node_id": "a" * 20, "state": "ALIVE", "node_ip": node_ip}]))
+    processes.write_text("\n".join(["bash", RAYLET.format(ip=process_ip), "python -m http.server --address 0.0.0.0", extra]))
+    return run("loopback", "--nodes", str(nodes), "--processes", str(processes))
+
+
+def test_loopback_passes_when_every_ray_address_is_127_0_0_1(tmp_path: Path) -> None:
+    result = _loopback(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "every address on 127.0.0.1" in result.stdout
+
+
+@pytest.mark.parametrize(("where", "kwargs", "named"), [
+    ("node", {"node_ip": "192.0.2.2"}, "node_ip 192.0.2.2"),
+    ("raylet", {"process_ip": "10.0.0.5"}, "--node-ip-address=10.0.0.5"),
+    ("worker", {"extra": "ray::IDLE default_worker.py --gcs-address=192.0.2.2:6380"}, "--gcs-address=192.0.2.2:6380"),
+])
+def test_loopback_names_an_address_off_loopback(tmp_path: Path, where: str, kwargs: dict, named: str) -> None:
+    result = _loopback(tmp_path, **kwargs)
+    assert result.returncode == 1
+    assert "Ray addresses off loopback" in result.stderr and named in result.stderr, where
+
+
+def test_loopback_with_no_ray_process_proves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "nodes.json").write_text(json.dumps([{"node_id": "a" * 20, "node_ip": "127.0.0.1"}]))
+    (tmp_path / "processes.txt").write_text("bash\n")
+    result = run("loopback", "--nodes", str(tmp_path / "nodes.json"), "--processes", str(tmp_path / "processes.txt"))
+    assert result.returncode == 1 and "nothing to check" in result.stderr
+
+
 def metrics(**counts: float) -> str:
     lines = ["# HELP ray_serve_deployment_request_counter_total The number of queries",
              "# TYPE ray_serve_deployment_request_counter_total counter"]
@@ -221,20 +258,14 @@ def router_state(status: str, trigger: str, target: int, running: int) -> str:
     return applications(Router={**dep, "status": status, "status_trigger": trigger})
 
 
-def play(server: FakeServer, states: list[str], every_s: float) -> threading.Thread:
-    """Serves each state in turn for `every_s`, as Serve's REST API would over a scale-up."""
-    def run_states() -> None:
-        for state in states:
-            server.routes[APPS_PATH] = state
-            time.sleep(every_s)
-    server.routes[APPS_PATH] = states[0]
-    thread = threading.Thread(target=run_states, daemon=True)
-    thread.start()
-    return thread
+def play(server: FakeServer, states: list[str], polls_each: int = 2) -> None:
+    """Serves each state for `polls_each` polls, as Serve's REST API would over a scale-up; by
+    polls, not by time, so a slow host cannot make the check miss a state."""
+    server.sequences[APPS_PATH] = [state for state in states for _ in range(polls_each)]
 
 
 def autoscaled(server: FakeServer, states: list[str], replicas: int, timeout_s: float) -> subprocess.CompletedProcess[str]:
-    play(server, states, every_s=0.3)
+    play(server, states)
     return run("autoscaled", "--dashboard", server.url, "--deployment", "Router", "--replicas", str(replicas),
                "--timeout", str(timeout_s), "--interval", "0.1")
 

@@ -30,7 +30,7 @@ FAKES = {
     "ray": r"""
 echo "ray $*" >> "$FAKE_STATE/calls.log"
 case "$1 ${2:-}" in
-  "list nodes") echo '[{"node_id": "head0000000000", "state": "ALIVE"}, {"node_id": "worker00000000", "state": "ALIVE"}]' ;;
+  "list nodes") echo '[{"node_id": "head0000000000", "state": "ALIVE", "node_ip": "127.0.0.1"}, {"node_id": "worker00000000", "state": "ALIVE", "node_ip": "127.0.0.1"}]' ;;
   "list actors") cat "$FAKE_STATE/actors.json" ;;
 esac
 """,
@@ -54,6 +54,7 @@ printf 'Type,Name,Request Count,Failure Count\nPOST,/v1/chat/completions,8,%s\n,
     "curl": 'echo "curl $*" >> "$FAKE_STATE/calls.log"; echo \'{"object": "list", "data": []}\'\n',
     "sleep": 'echo "sleep $*" >> "$FAKE_STATE/calls.log"\n',
     "pgrep": '[ "$FAKE_OTHER_RAY" = 1 ]\n',
+    "ps": 'echo "/x/raylet --node-ip-address=$FAKE_NODE_IP --gcs-address=127.0.0.1:6380"\n',
     "colm-serve": f'exec "{sys.executable}" -m colm_serve.cli "$@"\n',
     "python": f'exec "{sys.executable}" "$@"\n',
 }
@@ -139,7 +140,8 @@ def harness(tmp_path: Path) -> Iterator[dict[str, Any]]:
     path = f"{bin_dir}:/usr/bin:/bin"
     assert shutil.which("ray", path=path) == str(bin_dir / "ray"), "a real ray must never be reachable here"
     env = {"PATH": path, "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "VIRTUAL_ENV": "fake",
-           "FAKE_STATE": str(state), "FAKE_FAILURES": "0", "FAKE_OTHER_RAY": "0",
+           "FAKE_STATE": str(state), "FAKE_FAILURES": "0", "FAKE_OTHER_RAY": "0", "FAKE_NODE_IP": "127.0.0.1",
+           "COLM_CT_NETNS": "1",  # the fakes need no network namespace (tests/deploy/test_cluster_check.py: its check)
            "DASHBOARD_PORT": str(servers[0].port), "HEAD_METRICS_PORT": str(servers[1].port),
            "WORKER_METRICS_PORT": str(servers[2].port), "SCALE_LOAD_S": "600"}
     yield {"env": env, "state": state}
@@ -186,6 +188,14 @@ def test_script_runs_the_whole_scenario(harness: dict[str, Any]) -> None:
     # The autoscaler, not a config change, moved the router: up under the ramp, down after it.
     assert "autoscaler brought colm/Router to 2 replica(s)" in result.stdout
     assert "autoscaler brought colm/Router to 1 replica(s)" in result.stdout
+
+
+def test_a_ray_address_off_loopback_fails_the_script_and_ray_still_stops(harness: dict[str, Any]) -> None:
+    result = run_script({**harness["env"], "FAKE_NODE_IP": "192.0.2.2"})
+    assert result.returncode != 0
+    assert "Ray addresses off loopback" in result.stderr and "--node-ip-address=192.0.2.2" in result.stderr
+    assert "ray stop" in calls(harness["state"])
+    assert not any(c.startswith("serve deploy") for c in calls(harness["state"]))
 
 
 def test_failed_requests_fail_the_script_and_ray_still_stops(harness: dict[str, Any]) -> None:

@@ -90,17 +90,31 @@ def test_a_specialist_is_routed_alike_in_every_config(path: Path) -> None:
             assert (spec["description"], spec.get("examples", [])) == reference[spec["name"]], f"{path}: {spec['name']}"
 
 
+PRICE_KEYS = ("price_in_per_m", "price_cached_in_per_m", "price_out_per_m")
+CLOUD_CONFIG = DEPLOY / "serve_config.cloud.yaml"
+
+
+@pytest.mark.parametrize("path", SERVE_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_a_specialist_is_priced_alike_in_every_config(path: Path) -> None:
+    """One price table: a specialist costs what its cloud model lists, stand-in or not, so the
+    default set-up's cost figures are the cloud's."""
+    reference = {s["name"]: {k: s.get(k) for k in PRICE_KEYS} for s in colm_specialists(CLOUD_CONFIG)}
+    for spec in colm_specialists(path):
+        if spec["name"] in reference:
+            assert {k: spec.get(k) for k in PRICE_KEYS} == reference[spec["name"]], f"{path}: {spec['name']}"
+
+
 def test_validate_file_summarises_apps() -> None:
     lines = validate_file(DEFAULT_CONFIG)
     assert lines[0] == f"{DEFAULT_CONFIG}: serve config"
     assert "  app upstream: ok (upstream serving smollm2-local with smollm2-135m-instruct)" in lines
-    assert "  app colm: ok (4 specialists, 1 servers, aggregator gpt-conv)" in lines
+    assert "  app colm: ok (4 specialists, 1 servers, reference server gpt-conv)" in lines
 
 
 def test_check_config_cli_prints_the_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", str(DEPLOY / "serve_config.cloud.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "app colm: ok (4 specialists, 3 servers, aggregator gpt-conv)" in out
+    assert "app colm: ok (4 specialists, 3 servers, reference server gpt-conv)" in out
 
 
 def test_cloud_config_mirrors_the_reference_specialists() -> None:
@@ -117,7 +131,7 @@ def test_cloud_config_mirrors_the_reference_specialists() -> None:
     assert servers["deepseek"]["base_url"] == "https://api.deepseek.com/v1"
     assert {n: s["api_key_env"] for n, s in servers.items()} == {
         "openai": "OPENAI_API_KEY", "dashscope": "DASHSCOPE_API_KEY", "deepseek": "DEEPSEEK_API_KEY"}
-    assert args["aggregator"] == "gpt-conv"
+    assert args["reference_server"] == "gpt-conv"
     assert all(s["price_in_per_m"] > 0 and s["price_out_per_m"] > 0 for s in args["specialists"])
 
 
@@ -154,8 +168,10 @@ def _colm_args(doc: dict[str, Any]) -> dict[str, Any]:
 BROKEN = [
     ("unknown args field", lambda d: _set(_colm_args(d), "client_model.engine.tensor_paralel_size", 2),
      ["app 'colm'", "args.client_model.engine.tensor_paralel_size", "Extra inputs are not permitted"]),
-    ("unknown aggregator", lambda d: _set(_colm_args(d), "aggregator", "gpt-kong"),
-     ["app 'colm'", "aggregator", "unknown specialist 'gpt-kong'"]),
+    ("unknown reference server", lambda d: _set(_colm_args(d), "reference_server", "gpt-kong"),
+     ["app 'colm'", "reference_server", "unknown specialist 'gpt-kong'"]),
+    ("the old aggregator key", lambda d: _colm_args(d).update(aggregator=_colm_args(d).pop("reference_server")),
+     ["app 'colm'", "args.aggregator", "Extra inputs are not permitted"]),
     ("unknown server reference", lambda d: _set(_colm_args(d), "specialists.0.server", "nowhere"),
      ["specialists.qwen-math.server", "unknown server 'nowhere'"]),
     ("unknown fallback", lambda d: _set(_colm_args(d), "selection.fallback", ["qwen-math", "ghost"]),
@@ -168,8 +184,8 @@ BROKEN = [
      ["multiple configs", "upstream"]),
     ("bad type", lambda d: _set(_colm_args(d), "servers.0.max_concurrency", "many"),
      ["args.servers.0.max_concurrency", "valid integer"]),
-    ("missing required", lambda d: _colm_args(d).pop("aggregator"),
-     ["args.aggregator", "Field required"]),
+    ("missing required", lambda d: _colm_args(d).pop("reference_server"),
+     ["args.reference_server", "Field required"]),
     ("unknown top-level field", lambda d: _set(d, "proxy_locaton", "HeadOnly"),
      ["top level", "proxy_locaton"]),
     ("unknown app field", lambda d: _set(app(d, "colm"), "route_prefx", "/"),
@@ -211,10 +227,10 @@ def test_non_colm_app_is_checked_by_ray_schema_only() -> None:
 
 def test_validate_file_names_the_file(tmp_path: Path) -> None:
     doc = default_doc()
-    _set(_colm_args(doc), "aggregator", "nobody")
+    _set(_colm_args(doc), "reference_server", "nobody")
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ValueError, match=rf"^{path}: app 'colm': .*aggregator: unknown specialist 'nobody'"):
+    with pytest.raises(ValueError, match=rf"^{path}: app 'colm': .*reference_server: unknown specialist 'nobody'"):
         validate_file(path)
 
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from colm_serve.protocol import (
+from colm_serve.protocol.openai import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -30,8 +30,8 @@ from colm_serve.protocol import (
     DeltaMessage,
     OpenAIUsage,
     ResponseMessage,
-    Usage,
 )
+from colm_serve.protocol.usage import Usage
 
 MODELS = ("colm", "colm-client", "server/qwen-math", "server/gpt-conv", "server/qwen-coder", "server/ds-creative")
 RATE_LIMITED_KEY = "sk-rate-limited"  # this key always gets a 429
@@ -82,7 +82,8 @@ class FakeColm:
                       cost_usd=(server_in * 2.5 + server_out * 10.0) / 1e6)
         if req.model == "colm":
             baseline = round((prompt * 2.5 + BASELINE_COMPLETION_TOKENS * 10.0) / 1e6, 10)
-            usage = usage.model_copy(update={"baseline_cost_usd": baseline, "saving_usd": round(baseline - usage.cost_usd, 10)})
+            usage = usage.model_copy(update={"baseline_cost_usd": baseline, "saving_usd": round(baseline - usage.cost_usd, 10),
+                                             "baseline_estimated": True})  # as the app's, unless it asked the server
         self.totals["server_tokens"] += usage.server_tokens
         self.totals["cost_usd_x1e9"] += round(usage.cost_usd * 1e9)
         return usage

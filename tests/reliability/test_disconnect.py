@@ -17,7 +17,8 @@ import pytest
 
 from colm_serve.api.routes import create_api
 from colm_serve.client_model.types import GenerationDelta, GenerationRequest
-from colm_serve.protocol import Caller, ChatCompletionRequest
+from colm_serve.protocol.caller import Caller
+from colm_serve.protocol.openai import ChatCompletionRequest
 from tests.fakes import FakeClient, FakeUpstreams, app_args
 from tests.reliability.conftest import ServedApp, router_service
 

@@ -65,7 +65,7 @@ def session():
         yield http
 
 
-COMMON_OPTIONS = {"strategy", "selector", "trace", "progress", "cache", "deadline_s", "fill_server_caps"}
+COMMON_OPTIONS = {"strategy", "selector", "trace", "progress", "cache", "deadline_s"}
 
 
 def cheapen(body: Any, mode: GenerationMode, index: int, strategies: dict[str, set[str]] | None = None) -> Any:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from colm_serve.config import BudgetConfig
-from colm_serve.protocol import Usage
+from colm_serve.protocol.usage import Usage
 
 if TYPE_CHECKING:
     from colm_serve.config import AccountingConfig
@@ -101,8 +101,8 @@ class BudgetStore(ABC):
 
     @abstractmethod
     async def settle(self, batch: Sequence[Settlement]) -> None:
-        """Apply every settlement of `batch` in one transaction. Releasing is by reservation
-        id, so a reservation released twice is released once."""
+        """Apply every settlement of `batch`: in one transaction, or on a Redis Cluster in one
+        per slot. Releasing is by reservation id, so a reservation released twice is released once."""
 
     @abstractmethod
     async def stats(self, *, now: float) -> dict[str, dict]:

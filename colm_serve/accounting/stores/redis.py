@@ -1,41 +1,54 @@
-"""The cluster store: Redis, which router replicas on every node reach.
+"""The shared store: Redis, one server or a Redis Cluster, which router replicas on every node reach.
 
-Reserve and settle are Lua scripts (`redis_lua`), atomic in Redis. Keys, under `key_prefix`:
-`{p}:day:{day}:{label}` (spent and reserved today; expires DAY_TTL_S after its last write, so
-old days clean themselves up), `{p}:res:{id}` (one outstanding reservation, same TTL),
-`{p}:rpm:{label}` (a sorted set of admission times: the sliding requests/min window),
-`{p}:total:{label}` (all-time counters) and `{p}:labels`. Every key a script touches is
-passed in KEYS; on Redis Cluster give `key_prefix` a hash tag (`{colm}`) so they share a slot.
+Reserve and settle are Lua scripts (`redis_lua`), atomic in Redis. A label's keys share the
+hash tag `{p:label}` (`p` is `key_prefix`), so on a cluster each script call touches one slot,
+one node, and labels spread over the nodes: `{p:label}:day:{day}` (spent and reserved that day;
+expires DAY_TTL_S after its last write, so old days clean themselves up), `{p:label}:res:{id}`
+(one outstanding reservation, same TTL), `{p:label}:rpm` (a sorted set of admission times: the
+sliding requests/min window) and `{p:label}:total` (all-time counters). `p:labels`, the set of
+labels, is written by its own SADD, which a retry repeats harmlessly.
+
+A settle batch is one script call per slot: on one server that is the whole batch, atomic; on
+a cluster each slot's part is atomic on its own, and a failure elsewhere makes the ledger
+retry the whole batch. A settled reservation therefore leaves a marker (SETTLED_TTL_S) that
+makes a retried settlement of it a no-op; spend recorded without a reservation, in a part
+that had landed, is counted again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from colm_serve.accounting.stores import base, redis_lua
 from colm_serve.config import AccountingConfig, BudgetConfig
 
 DAY_TTL_S = 2 * base.DAY_S  # today and yesterday: a reservation made before midnight settles after it
+SETTLED_TTL_S = 3600  # the ledger retries a failed batch within seconds; an hour of markers stays small
 
 
 class RedisStore(base.BudgetStore):
-    def __init__(self, client: aioredis.Redis, *, key_prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, key_prefix: str) -> None:
         self._redis = client
+        self._cluster = isinstance(client, RedisCluster)
         self._prefix = key_prefix
         self._reserve = client.register_script(redis_lua.RESERVE)
         self._settle = client.register_script(redis_lua.SETTLE)
 
     @classmethod
     def from_config(cls, config: AccountingConfig) -> RedisStore:
-        return cls(aioredis.Redis.from_url(config.redis_url(), decode_responses=True), key_prefix=config.key_prefix)
+        client_cls = RedisCluster if config.cluster else aioredis.Redis
+        return cls(client_cls.from_url(config.redis_url(), decode_responses=True), key_prefix=config.key_prefix)
 
     async def reserve(self, *, label: str, amounts: base.Amounts, limits: BudgetConfig, now: float) -> base.Reservation | base.Refusal:
         held = base.Reservation(id=uuid.uuid4().hex, label=label, day=base.day_of(now), **amounts.model_dump())
         reply = await self._reserve(
-            keys=[self._key("rpm", label), self._day_key(held.day, label), self._key("res", held.id)],
+            keys=[self._key(label, "rpm"), self._day_key(label, held.day), self._key(label, "res", held.id)],
             args=[repr(now), held.server_tokens, repr(held.cost_usd), *(_limit(v) for v in (
                 limits.requests_per_min, limits.server_tokens_per_day, limits.cost_usd_per_day)),
                 held.id, DAY_TTL_S, base.RATE_WINDOW_S],
@@ -55,32 +68,55 @@ class RedisStore(base.BudgetStore):
     async def settle(self, batch: Sequence[base.Settlement]) -> None:
         if not batch:
             return
-        keys, args = [self._key("labels")], [DAY_TTL_S]
+        parts: dict[int, list[base.Settlement]] = defaultdict(list)
         for item in batch:
-            held = item.reservation  # without one, the script skips its two keys: placeholders then
-            keys += [self._key("res", held.id if held else "-"), self._day_key(held.day, held.label) if held else self._key("-"),
-                     self._day_key(base.day_of(item.now), item.label), self._key("total", item.label)]
-            added = base.increments(item)
-            args += [item.label, "1" if held else "0", *(repr(added[f]) for f in base.TOTAL_FIELDS)]  # the script's order
-        await self._settle(keys=keys, args=args)
+            parts[self._redis.keyslot(self._tag(item.label)) if self._cluster else 0].append(item)
+        labels = sorted({item.label for item in batch})
+        await _all([self._redis.sadd(self._labels_key(), *labels), *(self._settle_part(p) for p in parts.values())])
 
     async def stats(self, *, now: float) -> dict[str, dict]:
-        labels = sorted(await self._redis.smembers(self._key("labels")))
-        async with self._redis.pipeline(transaction=True) as pipe:
+        labels = sorted(await self._redis.smembers(self._labels_key()))
+        # One snapshot on one server; on a cluster the labels live on several nodes, read one by one.
+        async with self._redis.pipeline(transaction=not self._cluster) as pipe:
             for label in labels:
-                pipe.hgetall(self._key("total", label))
-                pipe.hgetall(self._day_key(base.day_of(now), label))
+                pipe.hgetall(self._key(label, "total"))
+                pipe.hgetall(self._day_key(label, base.day_of(now)))
             replies = await pipe.execute()
         return {label: base.stats_row(replies[2 * i], _day_use(replies[2 * i + 1])) for i, label in enumerate(labels)}
 
     async def aclose(self) -> None:
         await self._redis.aclose()
 
-    def _key(self, *parts: str) -> str:
-        return ":".join((self._prefix, *parts))
+    async def _settle_part(self, part: list[base.Settlement]) -> None:
+        """One script call over settlements whose keys share a slot."""
+        keys, args = [], [DAY_TTL_S, SETTLED_TTL_S]
+        for item in part:
+            held = item.reservation  # without one, the script skips its two keys: placeholders in the slot
+            keys += [self._key(held.label, "res", held.id) if held else self._key(item.label, "-"),
+                     self._day_key(held.label, held.day) if held else self._key(item.label, "-"),
+                     self._day_key(item.label, base.day_of(item.now)), self._key(item.label, "total")]
+            added = base.increments(item)
+            args += ["1" if held else "0", *(repr(added[f]) for f in base.TOTAL_FIELDS)]  # the script's order
+        await self._settle(keys=keys, args=args)
 
-    def _day_key(self, day: int, label: str) -> str:
-        return self._key("day", str(day), label)
+    def _tag(self, label: str) -> str:
+        return f"{{{self._prefix}:{label}}}"
+
+    def _key(self, label: str, *parts: str) -> str:
+        return ":".join((self._tag(label), *parts))
+
+    def _day_key(self, label: str, day: int) -> str:
+        return self._key(label, "day", str(day))
+
+    def _labels_key(self) -> str:
+        return f"{self._prefix}:labels"
+
+
+async def _all(calls: Sequence[Awaitable[object]]) -> None:
+    """Await every call to its end, then raise the first failure: a retry starts from a settled state."""
+    for result in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _limit(value: float | None) -> str:

@@ -40,35 +40,44 @@ end
 return {'ok'}
 """
 
-# KEYS: the labels set, then per settlement: its reservation's hash, the reservation's day
-#       hash, today's day hash, the key's totals hash.
-# ARGV: day-key TTL (s), then per settlement: label, '1' if it has a reservation else '0',
-#       requests, server_tokens, client_tokens, cost_usd, baseline_cost_usd, saving_usd.
-# A reservation hash that is gone (released before, or expired) releases nothing.
+# KEYS: per settlement: its reservation's hash, the reservation's day hash, today's day hash,
+#       the label's totals hash (on a cluster the store sends only settlements of one slot).
+# ARGV: day-key TTL (s), settled-marker TTL (s), then per settlement: '1' if it has a reservation
+#       else '0', requests, server_tokens, client_tokens, cost_usd, baseline_cost_usd, saving_usd.
+# A reservation hash that is gone (expired) releases nothing. Settling one leaves a marker in its
+# place, so a settlement tried again (a retried batch) is applied once.
 SETTLE = """
-local ttl = ARGV[1]
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local res, res_day, today, total = KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i]
-  local a = 2 + 8 * i
-  if ARGV[a + 1] == '1' then
-    local held = redis.call('HMGET', res, 'server_tokens', 'cost_usd')
-    if held[1] then
-      redis.call('HINCRBY', res_day, 'reserved_tokens', 0 - tonumber(held[1]))  -- 0 - x: never '-0', which HINCRBY rejects
-      redis.call('HINCRBYFLOAT', res_day, 'reserved_cost', 0 - tonumber(held[2]))
-      redis.call('EXPIRE', res_day, ttl)
-      redis.call('DEL', res)
+local ttl, settled_ttl = ARGV[1], ARGV[2]
+for i = 0, #KEYS / 4 - 1 do
+  local res, res_day, today, total = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
+  local a = 3 + 7 * i
+  local apply = true
+  if ARGV[a] == '1' then
+    local held = redis.call('HMGET', res, 'server_tokens', 'cost_usd', 'settled')
+    if held[3] then
+      apply = false
+    else
+      if held[1] then
+        redis.call('HINCRBY', res_day, 'reserved_tokens', 0 - tonumber(held[1]))  -- 0 - x: never '-0', which HINCRBY rejects
+        redis.call('HINCRBYFLOAT', res_day, 'reserved_cost', 0 - tonumber(held[2]))
+        redis.call('EXPIRE', res_day, ttl)
+        redis.call('DEL', res)
+      end
+      redis.call('HSET', res, 'settled', '1')
+      redis.call('EXPIRE', res, settled_ttl)
     end
   end
-  redis.call('HINCRBY', today, 'server_tokens', ARGV[a + 3])
-  redis.call('HINCRBYFLOAT', today, 'cost_usd', ARGV[a + 5])
-  redis.call('EXPIRE', today, ttl)
-  redis.call('HINCRBY', total, 'requests', ARGV[a + 2])
-  redis.call('HINCRBY', total, 'server_tokens', ARGV[a + 3])
-  redis.call('HINCRBY', total, 'client_tokens', ARGV[a + 4])
-  redis.call('HINCRBYFLOAT', total, 'cost_usd', ARGV[a + 5])
-  redis.call('HINCRBYFLOAT', total, 'baseline_cost_usd', ARGV[a + 6])
-  redis.call('HINCRBYFLOAT', total, 'saving_usd', ARGV[a + 7])
-  redis.call('SADD', KEYS[1], ARGV[a])
+  if apply then
+    redis.call('HINCRBY', today, 'server_tokens', ARGV[a + 2])
+    redis.call('HINCRBYFLOAT', today, 'cost_usd', ARGV[a + 4])
+    redis.call('EXPIRE', today, ttl)
+    redis.call('HINCRBY', total, 'requests', ARGV[a + 1])
+    redis.call('HINCRBY', total, 'server_tokens', ARGV[a + 2])
+    redis.call('HINCRBY', total, 'client_tokens', ARGV[a + 3])
+    redis.call('HINCRBYFLOAT', total, 'cost_usd', ARGV[a + 4])
+    redis.call('HINCRBYFLOAT', total, 'baseline_cost_usd', ARGV[a + 5])
+    redis.call('HINCRBYFLOAT', total, 'saving_usd', ARGV[a + 6])
+  end
 end
 return #KEYS
 """

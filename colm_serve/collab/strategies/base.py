@@ -21,10 +21,10 @@ from colm_serve.collab.selection import Selector
 from colm_serve.collab.steps import Run, Steps
 from colm_serve.errors import InvalidRequest
 from colm_serve.outcome import Outcome, with_outcome
-from colm_serve.protocol import ColmOptions
+from colm_serve.protocol.options import ColmOptions
 
 # Options every strategy reads; the rest belong to the strategies that name them.
-COMMON_OPTIONS = frozenset({"strategy", "selector", "trace", "progress", "cache", "deadline_s", "fill_server_caps"})
+COMMON_OPTIONS = frozenset({"strategy", "selector", "trace", "progress", "cache", "deadline_s"})
 _DONE = object()
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 from colm_serve import telemetry
 from colm_serve.accounting.ledger import Estimate
 from colm_serve.collab import confidence, prompts
-from colm_serve.collab.baselines import ANSWER_CAP
+from colm_serve.collab.passthrough import ANSWER_CAP
 from colm_serve.collab.estimate import Bound, priciest
 from colm_serve.collab.steps import Run, Steps, Written
 from colm_serve.collab.strategies.base import Step, Strategy
 from colm_serve.collab.strategies.guide import Guide, with_selection
 from colm_serve.collab.strategies.shepherd import Shepherd
 from colm_serve.outcome import Finished
-from colm_serve.protocol import RoundTrace
+from colm_serve.protocol.trace import RoundTrace
 
 
 class Cascade(Strategy):
@@ -64,7 +64,7 @@ class Cascade(Strategy):
             span.set(completion_tokens=draft.completion_tokens, mean_logprob=draft.mean_logprob)
         run.trace.rounds.append(RoundTrace(index=0, answer=draft.text))
         run.trace.confidence = confidence.scores(draft.token_logprobs)
-        score = run.trace.confidence.get(signal, draft.mean_logprob if signal == "mean" else None)
+        score = run.trace.confidence.get(signal)
         unsure = score is None or score < threshold
         why = ("the client model reported no log-probabilities" if score is None
                else f"{signal} confidence {score:.3f} {'<' if unsure else '>='} threshold {threshold}")

@@ -14,7 +14,7 @@ from colm_serve.collab.strategies.base import Step, Strategy
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import InvalidRequest
 from colm_serve.outcome import Finished
-from colm_serve.protocol import GuidanceTrace, RoundTrace
+from colm_serve.protocol.trace import GuidanceTrace, RoundTrace
 
 
 class Guide(Strategy):
@@ -24,7 +24,7 @@ class Guide(Strategy):
     STEPS = (
         Step("selection", "router", "rank the specialists by local embedding similarity (selector `llm` asks a server)"),
         Step("guidance", "server", "top_k specialists in parallel, each at most guidance.max_tokens of KEY FACTS / STEPS / PITFALLS"),
-        Step("summary", "client", "merge the notes (summary: client; `server` asks the aggregator; `none` passes them on)"),
+        Step("summary", "client", "merge the notes (summary: client; `server` asks the reference server; `none` passes them on)"),
         Step("draft", "client", "the answer, written with the notes"),
         Step("critique", "server", "each iteration, the best specialist lists fixes in at most refinement.critique_max_tokens, "
                                    "or NO CHANGES, which ends the loop"),
@@ -61,7 +61,7 @@ class Guide(Strategy):
         bound.call(spec, critique, cfg.refinement.critique_max_tokens, times=iterations)
         if summary == "server":
             notes = {f"n{i}": longest_text(cfg.guidance.max_tokens) for i in range(k)}
-            bound.call(cfg.specialist(cfg.aggregator), prompts.summary_messages(conv.question_text(), notes),
+            bound.call(cfg.specialist(cfg.reference_server), prompts.summary_messages(conv.question_text(), notes),
                        cfg.refinement.summary_max_tokens)
         return with_selection(self, run, bound).estimate()
 
@@ -164,6 +164,6 @@ def with_selection(strategy: Strategy, run: Run, bound: Bound) -> Bound:
     """The llm selector is one more server call; the embedding selector runs on the router."""
     if strategy.selector(run.req.options()).name == "llm":
         cfg = strategy.args
-        picker = cfg.specialist(cfg.selection.selector_specialist or cfg.aggregator)
+        picker = cfg.specialist(cfg.selection.selector_specialist or cfg.reference_server)
         bound.call(picker, prompts.selection_messages(run.conv.question_text(), cfg.specialists, 1), cfg.selection.max_tokens)
     return bound

@@ -13,7 +13,7 @@ from colm_serve.collab.strategies.guide import with_selection
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import as_colm_error
 from colm_serve.outcome import Finished
-from colm_serve.protocol import RoundTrace
+from colm_serve.protocol.trace import RoundTrace
 
 
 class Shepherd(Strategy):

@@ -1,4 +1,6 @@
-"""The baselines: the client model alone (`colm-client`) and a server alone (`server/<name>`)."""
+"""The pass-through models, beside `colm`: the client model alone (`colm-client`) and one
+server straight through (`server/<name>`), and the model ids that name them. `server_answer`
+is also how a strategy hands a whole answer over to a server (cascade's `escalate_to: server`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from colm_serve.collab.context import RequestContext
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import InvalidRequest, NotFound
 from colm_serve.outcome import Finished, Outcome, with_outcome
-from colm_serve.protocol import ChatCompletionRequest
+from colm_serve.protocol.openai import ChatCompletionRequest
 
 COLM = "colm"
 ANSWER_CAP = 512  # a server's whole answer when the request sets no cap
@@ -45,7 +47,7 @@ def resolve(args: AppArgs, model: str) -> Target:
     )
 
 
-class Baselines:
+class PassThrough:
     """`colm-client` (the client model alone) and `server/<name>` (one server straight through)."""
 
     def __init__(self, *, args: AppArgs, client: ClientLM) -> None:
