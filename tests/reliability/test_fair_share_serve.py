@@ -48,13 +48,14 @@ def fair_app(app_url, ray_driver):
 
 
 def test_a_flooding_key_does_not_starve_a_light_one_at_the_front_door(fair_app):
-    async def measure() -> tuple[Tally, Tally]:
+    async def measure() -> tuple[Tally, Tally, Tally]:
         unloaded = await light_requests(fair_app, LIGHT)
-        flooded = await under_flood(fair_app, flood=FLOOD, light=LIGHT)
-        return unloaded, flooded
+        flooded, heavy = await under_flood(fair_app, flood=FLOOD, light=LIGHT)
+        return unloaded, flooded, heavy
 
-    unloaded, flooded = asyncio.run(measure())
+    unloaded, flooded, heavy = asyncio.run(measure())
     assert unloaded.lost() == 0 and flooded.lost() == 0, (unloaded.statuses, flooded.statuses)
+    assert sum(heavy.statuses.values()) >= FLOOD and heavy.lost() == 0, heavy.statuses  # every flood request counted
     assert unloaded.ok == LIGHT and flooded.ok == LIGHT
     ratio = flooded.pct(0.95) / unloaded.pct(0.95)
     assert ratio <= BOUND, f"light key p95 {flooded.pct(0.95):.2f}s under the flood vs {unloaded.pct(0.95):.2f}s alone"
