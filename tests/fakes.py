@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
-from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
+from colm_serve.client_model.types import (
+    Generation,
+    GenerationDelta,
+    GenerationRequest,
+    Sample,
+    TokenLogprob,
+    TopLogprob,
+)
 from colm_serve.config import AppArgs
 from colm_serve.errors import UpstreamError
 from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamReply
@@ -13,7 +21,10 @@ from colm_serve.server_proxy.types import UpstreamCall, UpstreamDelta, UpstreamR
 
 class FakeClient:
     """Answers with a scripted sequence (or an echo), recording every request. Asked for
-    log-probabilities, it reports `token_logprobs`, or else `mean_logprob` for every token."""
+    log-probabilities, it reports `token_logprobs`, or else `mean_logprob` for every token.
+    Like vLLM it writes `n` answers (one scripted answer each), reports every word as a token
+    with alternatives when `top_logprobs` is asked, and under a JSON schema with no scripted
+    answer left writes the schema's smallest instance."""
 
     def __init__(self, answers: list[str] | None = None, *, mean_logprob: float | None = -0.5,
                  token_logprobs: list[float] | None = None) -> None:
@@ -24,32 +35,85 @@ class FakeClient:
 
     def _next(self, req: GenerationRequest) -> str:
         self.requests.append(req)
-        return self.answers.pop(0) if self.answers else f"answer to: {req.messages[-1]['content'][:40]}"
+        return self._text(req)
+
+    def _text(self, req: GenerationRequest) -> str:
+        if self.answers:
+            return self.answers.pop(0)
+        if req.structured and isinstance(req.structured.get("json"), dict):
+            return json.dumps(instance(req.structured["json"]))
+        return f"answer to: {req.messages[-1]['content'][:40]}"
+
+    def _texts(self, req: GenerationRequest) -> list[str]:
+        first = self._next(req)
+        return [first] + [self._text(req) for _ in range(req.n - 1)]
 
     def _token_logprobs(self, tokens: int) -> list[float] | None:
         if self.token_logprobs is not None or self.mean_logprob is None:
             return self.token_logprobs
         return [self.mean_logprob] * tokens
 
+    def _entries(self, pieces: list[str], top: int) -> list[TokenLogprob]:
+        """Each piece as a token; its alternatives are itself, then alt1, alt2, ... (`top` in all)."""
+        logprob = -0.5 if self.mean_logprob is None else self.mean_logprob
+        entries = []
+        for piece in pieces:
+            ranked = [piece] + [f"alt{k}" for k in range(1, top)]
+            entries.append(TokenLogprob(token=piece, logprob=logprob, bytes=list(piece.encode()), top_logprobs=[
+                TopLogprob(token=t, logprob=logprob - k, bytes=list(t.encode())) for k, t in enumerate(ranked[:top])]))
+        return entries
+
     async def generate(self, req: GenerationRequest) -> Generation:
-        text = self._next(req)
-        tokens = len(text.split())
-        return Generation(text=text, prompt_tokens=50, completion_tokens=tokens, finish_reason="stop",
+        texts = self._texts(req)
+        counts = [len(t.split()) for t in texts]
+        samples = [Sample(index=i, text=t, completion_tokens=c, finish_reason="stop",
+                          logprobs=self._entries(_words(t), req.top_logprobs) if req.top_logprobs is not None else None)
+                   for i, (t, c) in enumerate(zip(texts, counts))]
+        return Generation(text=texts[0], prompt_tokens=50, completion_tokens=sum(counts), finish_reason="stop",
                           mean_logprob=self.mean_logprob if req.logprobs else None,
-                          token_logprobs=self._token_logprobs(tokens) if req.logprobs else None)
+                          token_logprobs=self._token_logprobs(counts[0]) if req.logprobs else None,
+                          samples=samples if req.n > 1 or req.top_logprobs is not None else [])
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        words = self._next(req).split(" ")
-        for i, word in enumerate(words):
-            last = i == len(words) - 1
-            yield GenerationDelta(
-                text=(word if i == 0 else " " + word),
-                prompt_tokens=50 if last else 0,
-                completion_tokens=len(words) if last else 0,
-                finish_reason="stop" if last else None,
-                mean_logprob=self.mean_logprob if last and req.logprobs else None,
-                token_logprobs=self._token_logprobs(len(words)) if last and req.logprobs else None,
-            )
+        answers = [_words(t) for t in self._texts(req)]
+        for position in range(max(len(words) for words in answers)):
+            for index, words in enumerate(answers):
+                if position >= len(words):
+                    continue
+                last = position == len(words) - 1
+                yield GenerationDelta(
+                    index=index,
+                    text=words[position],
+                    prompt_tokens=50 if last else 0,
+                    completion_tokens=len(words) if last else 0,
+                    finish_reason="stop" if last else None,
+                    mean_logprob=self.mean_logprob if last and req.logprobs else None,
+                    token_logprobs=self._token_logprobs(len(words)) if last and req.logprobs else None,
+                    logprobs=self._entries([words[position]], req.top_logprobs) if req.top_logprobs is not None else None,
+                )
+
+
+def _words(text: str) -> list[str]:
+    """The text as the fake's tokens: each word with the space before it."""
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def instance(schema: dict) -> object:
+    """The smallest JSON value that fits `schema` (the subset tool and response schemas use)."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return instance(schema[key][0])
+    kind = schema.get("type", "object")
+    if kind == "object":
+        return {k: instance(schema["properties"][k]) for k in schema.get("required", [])}
+    if kind == "array":
+        return [instance(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
+    return {"string": "x", "integer": 0, "number": 0, "boolean": False, "null": None}[kind]
 
 
 Behaviour = Callable[[UpstreamCall], str]

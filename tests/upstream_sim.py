@@ -281,6 +281,10 @@ def _usage(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
     model = body.get("model", "")
     if model.endswith("-cached"):
         usage["prompt_tokens_details"] = {"cached_tokens": prompt // 2}
+    elif model.endswith("-reasoning"):  # OpenAI's reasoning models: thinking is billed as completion tokens
+        usage["completion_tokens_details"] = {"reasoning_tokens": 5}
+        usage["completion_tokens"] += 5
+        usage["total_tokens"] += 5
     elif model.startswith("deepseek-"):
         usage["prompt_cache_hit_tokens"] = prompt // 2
     return usage
@@ -292,24 +296,62 @@ def _answer(body: dict[str, Any]) -> tuple[list[str], str]:
     return (words[:limit], "length") if limit < len(words) else (words, "stop")
 
 
+FINGERPRINT = "fp_sim"
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A request with tools that may call one gets a call of the first (or the named) tool, as
+    OpenAI writes it: `content` null, arguments a JSON string."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if not tools or choice == "none":
+        return None
+    name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+    arguments = json.dumps({"query": _text_of(body["messages"][-1])[:40], "n": 2})
+    return {"id": "call_sim0", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _logprobs(body: dict[str, Any], words: list[str]) -> dict[str, Any] | None:
+    if not body.get("logprobs"):
+        return None
+    top = body.get("top_logprobs") or 0
+    return {"content": [{"token": w, "logprob": -0.5, "bytes": list(w.encode()),
+                         "top_logprobs": [{"token": w, "logprob": -0.5, "bytes": list(w.encode())}] * top}
+                        for w in words], "refusal": None}
+
+
 def _completion(body: dict[str, Any]) -> dict[str, Any]:
     words, finish = _answer(body)
+    call = _tool_call(body)
+    message = {"role": "assistant", "content": None if call else " ".join(words), "refusal": None}
+    if call:
+        message["tool_calls"], finish = [call], "tool_calls"
+    choices = [{"index": i, "message": message, "finish_reason": finish, "logprobs": _logprobs(body, words)}
+               for i in range(body.get("n") or 1)]
     return {
         "id": "chatcmpl-sim",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", ""),
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": finish}
-        ],
+        "choices": choices,
         "usage": _usage(body, words),
+        "system_fingerprint": FINGERPRINT,
     }
 
 
-def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
-    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish, **extra}
     return _event({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()),
-                   "model": body.get("model", ""), "choices": [choice]})
+                   "model": body.get("model", ""), "choices": [choice], "system_fingerprint": FINGERPRINT})
+
+
+def _tool_chunks(body: dict[str, Any], call: dict[str, Any]) -> list[str]:
+    """A tool call streamed as OpenAI streams one: id and name first, then the arguments in pieces."""
+    head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+    args = call["function"]["arguments"]
+    pieces = [args[i:i + 7] for i in range(0, len(args), 7)]
+    return [_chunk(body, {"role": "assistant", "content": None, "tool_calls": [head]})] + [
+        _chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces
+    ] + [_chunk(body, {}, "tool_calls")]
 
 
 def _event(data: dict[str, Any]) -> str:
@@ -318,9 +360,13 @@ def _event(data: dict[str, Any]) -> str:
 
 async def _sse(body: dict[str, Any], token_delay: float, *, drop_after: int | None = None) -> AsyncIterator[str]:
     words, finish = _answer(body)
-    pieces = [_chunk(body, {"role": "assistant", "content": ""})]
-    pieces += [_chunk(body, {"content": (" " if i else "") + w}) for i, w in enumerate(words)]
-    pieces.append(_chunk(body, {}, finish))
+    if (call := _tool_call(body)) is not None:
+        pieces = _tool_chunks(body, call)
+    else:
+        pieces = [_chunk(body, {"role": "assistant", "content": ""})]
+        pieces += [_chunk(body, {"content": (" " if i else "") + w}, logprobs=_logprobs(body, [w]))
+                   for i, w in enumerate(words)]
+        pieces.append(_chunk(body, {}, finish))
     if (body.get("stream_options") or {}).get("include_usage"):
         pieces.append(_event({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()),
                               "model": body.get("model", ""), "choices": [], "usage": _usage(body, words)}))

@@ -10,7 +10,8 @@ header: the schema fuzzer and client generators read it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from colm_serve.errors import InvalidRequest
 from colm_serve.protocol.openai import ChatCompletionRequest
 
+T = TypeVar("T")
 SCHEMA_REF = "#/components/schemas/{model}"
 OPENAPI = {
     "parameters": [{"name": "authorization", "in": "header", "required": False,
@@ -30,13 +32,18 @@ OPENAPI = {
 
 async def chat_request(request: Request) -> ChatCompletionRequest:
     """The validated body; a body not sent as JSON is refused before it is read."""
+    return await json_body(request, ChatCompletionRequest.from_json)
+
+
+async def json_body(request: Request, parse: Callable[[bytes], T]) -> T:
+    """`parse` of the body's bytes, its validation errors as FastAPI's (so the same 400)."""
     content_type = request.headers.get("content-type")
     if content_type and not _is_json(content_type):
         raise InvalidRequest(f"the body must be JSON, sent with Content-Type: application/json (got {content_type!r})",
                              param=None, code="invalid_content_type")
     raw = await request.body()
     try:
-        return ChatCompletionRequest.model_validate_json(raw)
+        return parse(raw)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors, body=raw) from None

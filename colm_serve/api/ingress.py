@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from colm_serve.accounting.conversations import build_response_store
 from colm_serve.accounting.ledger import Ledger
 from colm_serve.accounting.metrics import router_metrics
 from colm_serve.accounting.stores import build_store
@@ -27,10 +28,12 @@ class RouterIngress:
         servers = {s.name for s in args.servers}
         if set(proxies) != servers:
             raise ValueError(f"proxy handles {sorted(proxies)} do not match configured servers {sorted(servers)}")
-        self._ledger = Ledger(args.budgets, build_store(args.accounting))
+        store = build_store(args.accounting)
+        self._ledger = Ledger(args.budgets, store)
         self.service = RouterService(
             args, upstreams=HandleUpstreams(proxies), client=client_model and HandleClientLM(client_model),
             ledger=self._ledger, metrics=router_metrics("ray"),
+            responses=build_response_store(args.accounting, budget_store=store),
         )
         if not Authenticator(args.auth).enabled:
             logger.warning("no client API keys configured: /v1 accepts any caller (fine on 127.0.0.1, not beyond)")

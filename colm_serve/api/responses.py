@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from colm_serve import telemetry
 from colm_serve.errors import as_colm_error
-from colm_serve.outcome import Outcome, Progress
+from colm_serve.outcome import Chunk, Outcome, Progress
 from colm_serve.protocol.openai import (
     ChatCompletionChunk,
     ChatCompletionResponse,
@@ -46,14 +46,29 @@ def colm_field(trace: Trace, *, full: bool) -> dict[str, Any]:
     return {"usage": trace.usage.model_dump(mode="json"), "degraded": trace.degraded}
 
 
-def completion(model: str, outcome: Outcome, *, trace: bool | None) -> ChatCompletionResponse:
-    """`trace=None` leaves CoLM's field out (the embedded server is a plain OpenAI server)."""
+def completion(model: str, outcome: Outcome, *, trace: bool | None) -> ChatCompletionResponse | dict[str, Any]:
+    """`trace=None` leaves CoLM's field out (the embedded server is a plain OpenAI server). An
+    answer that came as a whole body (the pass-through) goes back as it came, under our model id."""
+    if outcome.body is not None:
+        body = {**outcome.body, "model": model}
+        if trace is not None:
+            body["colm"] = colm_field(outcome.trace, full=trace)
+        return body
     return ChatCompletionResponse(
         model=model,
-        choices=[Choice(message=ResponseMessage(content=outcome.answer), finish_reason=outcome.finish_reason or "stop")],
+        choices=[Choice(message=ResponseMessage(content=outcome.answer), finish_reason=outcome.finish_reason or "stop",
+                        logprobs=outcome.logprobs)],
         usage=openai_usage(outcome.trace),
         colm=None if trace is None else colm_field(outcome.trace, full=trace),
     )
+
+
+def completion_json(model: str, outcome: Outcome, *, trace: bool | None) -> str:
+    """`completion` as the JSON text of the response body."""
+    resp = completion(model, outcome, trace=trace)
+    if isinstance(resp, dict):
+        return json.dumps(resp, separators=(",", ":"))
+    return resp.model_dump_json(exclude_none=True)
 
 
 async def sse(
@@ -68,7 +83,10 @@ async def sse(
 ) -> AsyncIterator[str]:
     """Standard chat.completion.chunk events; CoLM's field rides on the last chunk before [DONE].
 
-    The role chunk goes out at once. Progress goes out as `delta.reasoning_content` (the
+    The role chunk goes out at once. Chunks (a pass-through's own, or the client model's) go on
+    as they came under this stream's id and model: they carry their role, finish and usage
+    chunks, so none is added, and a usage chunk goes out only when `include_usage` asks; the
+    `colm` field then rides on a last chunk with no choices. Progress goes out as `delta.reasoning_content` (the
     vLLM/DeepSeek convention for thinking, which chat UIs fold away), its step named in the
     chunk's `colm.step`; `progress=False` leaves it out for plain clients. While the next
     event is being worked on, an SSE comment every `keepalive_s` keeps proxies and load
@@ -81,20 +99,32 @@ async def sse(
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     run = request.task if request else functools.partial(asyncio.create_task, context=contextvars.copy_context())
 
-    def chunk(delta: DeltaMessage, *, finish_reason: str | None = None, **extra: Any) -> str:
-        choice = ChunkChoice(delta=delta, finish_reason=finish_reason)
+    def chunk(delta: DeltaMessage, *, finish_reason: str | None = None, logprobs: dict[str, Any] | None = None,
+              **extra: Any) -> str:
+        choice = ChunkChoice(delta=delta, finish_reason=finish_reason, logprobs=logprobs)
         body = ChatCompletionChunk(id=cid, created=created, model=model, choices=[choice], **extra)
         return f"data: {body.model_dump_json(exclude_none=True)}\n\n"
 
-    def render(event: str | Progress | Outcome | None) -> str | None:
+    def whole(body: dict[str, Any]) -> str | None:
+        if not body.get("choices") and not include_usage and "usage" in body:
+            return None
+        return f"data: {json.dumps({**body, 'id': cid, 'model': model}, separators=(',', ':'))}\n\n"
+
+    def render(event: str | Progress | Chunk | Outcome | None) -> str | None:
         if event is None:
             return KEEPALIVE
+        if isinstance(event, Chunk):
+            return whole(event.body)
         if isinstance(event, Outcome):
             if request:
                 request.set(**span_attributes(event))
-            return chunk(DeltaMessage(), finish_reason=event.finish_reason or "stop",
-                         usage=openai_usage(event.trace) if include_usage else None,
-                         colm=None if trace is None else colm_field(event.trace, full=trace))
+            colm = None if trace is None else colm_field(event.trace, full=trace)
+            if event.streamed_whole:
+                return None if colm is None else whole({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                                        "model": model, "choices": [], "colm": colm})
+            # The answer's logprobs ride on its finish chunk: stream readers add up every chunk's.
+            return chunk(DeltaMessage(), finish_reason=event.finish_reason or "stop", logprobs=event.logprobs,
+                         usage=openai_usage(event.trace) if include_usage else None, colm=colm)
         if isinstance(event, Progress):
             shown = progress and event.text
             step = None if trace is None else {"step": event.step}
@@ -103,7 +133,8 @@ async def sse(
 
     failure: BaseException | None = None
     try:
-        yield chunk(DeltaMessage(role="assistant", content=""))
+        if not isinstance(getattr(events, "first", None), Chunk):  # Chunks carry their own role chunk
+            yield chunk(DeltaMessage(role="assistant", content=""))
         try:
             async with aclosing(paced(events, keepalive_s=keepalive_s, run=run)) as paced_events:
                 async for event in paced_events:

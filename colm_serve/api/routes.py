@@ -8,9 +8,10 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
 from colm_serve import telemetry
-from colm_serve.api import bench, chat_body, responses
+from colm_serve.api import bench, chat_body, embeddings, responses, responses_api
 from colm_serve.api.auth import Authenticator
 from colm_serve.api.body_limit import BodyLimit
+from colm_serve.api.request_span import caller_tags, traced
 from colm_serve.errors import install_error_handlers
 from colm_serve.outcome import Outcome
 from colm_serve.protocol.openai import ChatCompletionResponse, ErrorBody, ModelList
@@ -44,19 +45,16 @@ def create_api(service: "RouterService") -> FastAPI:
         authorization = request.headers.get("authorization")
         opts = body.options()
         span = telemetry.RequestSpan("colm.request", parent=request.headers, model=body.model, stream=body.stream,
-                                     strategy=opts.strategy)
+                                     strategy=opts.strategy, **caller_tags(body))
         try:
             caller = auth.identify(authorization)
-            span.set(client=caller.label)
-            result = await span.task(service.chat(body, caller=caller, fill_server_caps=fill_server_caps))
         except BaseException as exc:
             span.end(exc)
             raise
+        span.set(client=caller.label)
+        result = await traced(span, service.chat(body, caller=caller, fill_server_caps=fill_server_caps))
         if isinstance(result, Outcome):
-            span.set(**responses.span_attributes(result))
-            span.end()
-            resp = responses.completion(body.model, result, trace=opts.trace)
-            return Response(resp.model_dump_json(exclude_none=True), media_type="application/json",
+            return Response(responses.completion_json(body.model, result, trace=opts.trace), media_type="application/json",
                             headers=responses.headers(result))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         stream = responses.sse(body.model, result, trace=opts.trace, include_usage=include_usage,
@@ -78,4 +76,6 @@ def create_api(service: "RouterService") -> FastAPI:
         """Each strategy: which steps run on a server and which on the client model, and its bound on server tokens."""
         return service.strategies()
 
+    embeddings.install(app, service, auth)
+    responses_api.install(app, service, auth)
     return app

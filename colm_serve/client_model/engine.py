@@ -16,7 +16,14 @@ from contextlib import aclosing
 from typing import Any, Callable
 
 from colm_serve.client_model import reaper
-from colm_serve.client_model.types import Generation, GenerationDelta, GenerationRequest
+from colm_serve.client_model.types import (
+    Generation,
+    GenerationDelta,
+    GenerationRequest,
+    Sample,
+    TokenLogprob,
+    TopLogprob,
+)
 from colm_serve.config import EngineConfig
 from colm_serve.deadline import Deadline
 from colm_serve.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
@@ -111,18 +118,29 @@ class LLMEngine:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-        return SamplingParams(
-            max_tokens=max_tokens,
-            min_tokens=min(req.min_tokens, max_tokens),
-            ignore_eos=req.ignore_eos,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            stop=req.stop,
-            seed=req.seed,
-            logprobs=0 if req.logprobs else None,  # 0: only the sampled token's log-probability
-            structured_outputs=StructuredOutputsParams(**req.structured) if req.structured else None,
-            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
-        )
+        # vLLM's logprobs: the sampled token's, plus this many alternatives per position.
+        logprobs = req.top_logprobs if req.top_logprobs is not None else (0 if req.logprobs else None)
+        try:
+            return SamplingParams(
+                n=req.n,
+                max_tokens=max_tokens,
+                min_tokens=min(req.min_tokens, max_tokens),
+                ignore_eos=req.ignore_eos,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                presence_penalty=req.presence_penalty,
+                frequency_penalty=req.frequency_penalty,
+                logit_bias=req.logit_bias,
+                stop=req.stop,
+                seed=req.seed,
+                logprobs=logprobs,
+                structured_outputs=StructuredOutputsParams(**req.structured) if req.structured else None,
+                output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+            )
+        except Exception as exc:  # vLLM's own checks (e.g. n > 1 with greedy sampling): the caller's mistake
+            if _request_error(exc):
+                raise InvalidRequest(str(exc), param=getattr(exc, "parameter", None)) from None
+            raise
 
     async def _run(self, req: GenerationRequest, delta: bool) -> AsyncIterator[Any]:
         ids, max_tokens = self._tokenize(req)
@@ -139,6 +157,8 @@ class LLMEngine:
             self._aborted += 1  # vLLM's generate() aborts the request as this unwinds through it
             raise
         except Exception as exc:  # an engine failure must reach the caller as a clear 503
+            if _request_error(exc):  # vLLM's request checks (logit_bias out of the vocabulary, a bad schema)
+                raise InvalidRequest(str(exc), param=getattr(exc, "parameter", None)) from None
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
                 raise ServiceUnavailable(f"the model engine failed: {type(exc).__name__}") from exc
             raise
@@ -150,37 +170,50 @@ class LLMEngine:
         async with aclosing(self._run(req, delta=False)) as outputs:  # closing it aborts in vLLM at once
             async for out in outputs:
                 final = out
-        if final is None:
+        if final is None or not final.outputs:
             raise ServiceUnavailable("the model engine returned no output")
-        completion = final.outputs[0]
-        tokens = _sampled_logprobs(completion) if req.logprobs else None
+        completions = sorted(final.outputs, key=_index)
+        first = completions[0]
+        tokens = _sampled_logprobs(first) if req.logprobs else None
         return Generation(
-            text=completion.text,
+            text=first.text,
             prompt_tokens=len(final.prompt_token_ids or []),
-            completion_tokens=len(completion.token_ids),
-            finish_reason=completion.finish_reason,
+            completion_tokens=sum(len(c.token_ids) for c in completions),
+            finish_reason=first.finish_reason,
             cached_prompt_tokens=final.num_cached_tokens or 0,
-            mean_logprob=_mean(completion.cumulative_logprob, len(completion.token_ids)) if req.logprobs else None,
+            mean_logprob=_mean(first.cumulative_logprob, len(first.token_ids)) if req.logprobs else None,
             token_logprobs=tokens,
+            samples=[
+                Sample(index=_index(c), text=c.text, completion_tokens=len(c.token_ids), finish_reason=c.finish_reason,
+                       logprobs=_token_entries(c, req.top_logprobs) if req.top_logprobs is not None else None)
+                for c in completions
+            ],
         )
 
     async def stream(self, req: GenerationRequest) -> AsyncIterator[GenerationDelta]:
-        completion_tokens, tokens = 0, []
+        """Pieces of each answer as vLLM writes them (with n > 1 the answers interleave); the
+        piece that ends an answer carries its counts."""
+        written: dict[int, int] = {}
+        sampled: dict[int, list[float]] = {}
         async with aclosing(self._run(req, delta=True)) as outputs:  # a dropped stream aborts at once
             async for out in outputs:
-                piece = out.outputs[0]
-                completion_tokens += len(piece.token_ids)
-                tokens += _sampled_logprobs(piece) if req.logprobs else []
-                done = req.logprobs and out.finished
-                yield GenerationDelta(
-                    text=piece.text,
-                    prompt_tokens=len(out.prompt_token_ids or []) if out.finished else 0,
-                    completion_tokens=completion_tokens if out.finished else 0,
-                    finish_reason=piece.finish_reason if out.finished else None,
-                    cached_prompt_tokens=(out.num_cached_tokens or 0) if out.finished else 0,
-                    mean_logprob=_mean(sum(tokens), completion_tokens) if done else None,
-                    token_logprobs=tokens if done else None,
-                )
+                for piece in out.outputs:
+                    i = _index(piece)
+                    written[i] = written.get(i, 0) + len(piece.token_ids)
+                    sampled.setdefault(i, []).extend(_sampled_logprobs(piece) if req.logprobs else [])
+                    ends = piece.finish_reason is not None
+                    done = req.logprobs and ends
+                    yield GenerationDelta(
+                        index=i,
+                        text=piece.text,
+                        prompt_tokens=len(out.prompt_token_ids or []) if ends else 0,
+                        completion_tokens=written[i] if ends else 0,
+                        finish_reason=piece.finish_reason if ends else None,
+                        cached_prompt_tokens=(out.num_cached_tokens or 0) if ends else 0,
+                        mean_logprob=_mean(sum(sampled[i]), written[i]) if done else None,
+                        token_logprobs=sampled[i] if done else None,
+                        logprobs=_token_entries(piece, req.top_logprobs) if req.top_logprobs is not None else None,
+                    )
 
     async def count_tokens(self, messages: list[dict]) -> int:
         return len(self._template(messages))
@@ -214,6 +247,16 @@ class LLMEngine:
             watcher.stop()  # the engine is down; nothing is left for it to stop
 
 
+def _request_error(exc: Exception) -> bool:
+    """vLLM blames the request: its VLLMClientError (a 4xx), or a ValueError from its checks."""
+    return isinstance(exc, ValueError) or any(c.__name__ == "VLLMClientError" for c in type(exc).__mro__)
+
+
+def _index(completion: Any) -> int:
+    """Which of the n answers a CompletionOutput belongs to."""
+    return getattr(completion, "index", 0)
+
+
 def _mean(total: float | None, count: int) -> float | None:
     return None if total is None or count == 0 else round(total / count, 6)
 
@@ -226,3 +269,28 @@ def _sampled_logprobs(piece: Any) -> list[float]:
         if entry is not None:
             found.append(entry.logprob)
     return found
+
+
+LOWEST_LOGPROB = -9999.0  # JSON has no -inf; vLLM's server clamps to the same floor
+
+
+def _token_entries(piece: Any, top: int) -> list[TokenLogprob]:
+    """Each token of one piece in OpenAI's logprobs shape: the token, its log-probability and
+    bytes, and the `top` most likely alternatives at its position (vLLM gives a dict per position
+    holding the sampled token and the top ones, each with its decoded text)."""
+    entries = []
+    for token_id, position in zip(piece.token_ids, piece.logprobs or []):
+        position = position or {}
+        chosen = position.get(token_id)
+        ranked = sorted(position.items(), key=lambda item: item[1].logprob, reverse=True)[:top]
+        entries.append(TokenLogprob(
+            **_alternative(chosen, token_id).model_dump(),
+            top_logprobs=[_alternative(entry, other) for other, entry in ranked],
+        ))
+    return entries
+
+
+def _alternative(entry: Any, token_id: int) -> TopLogprob:
+    token = entry.decoded_token if entry is not None and entry.decoded_token is not None else f"token_id:{token_id}"
+    logprob = LOWEST_LOGPROB if entry is None else max(entry.logprob, LOWEST_LOGPROB)
+    return TopLogprob(token=token, logprob=logprob, bytes=list(token.encode("utf-8", errors="replace")))

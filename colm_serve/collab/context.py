@@ -63,6 +63,7 @@ class RequestContext:
             cache=self.cache,
             deadline=self.deadline if deadline is None else deadline,
             extra_body={"ignore_eos": True} if self.fill_server_caps else None,
+            cache_key=f"colm-{spec.name}",
             price_in_per_m=spec.price_in_per_m,
             price_cached_in_per_m=spec.price_cached_in_per_m,
             price_out_per_m=spec.price_out_per_m,

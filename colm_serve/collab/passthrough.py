@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from colm_serve.client_model.chat import generate_text, to_generation
+from colm_serve.client_model.completions import completion_events
 from colm_serve.client_model.types import ClientLM
 from colm_serve.collab.context import RequestContext
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import InvalidRequest, NotFound
-from colm_serve.outcome import Finished, Outcome, with_outcome
+from colm_serve.outcome import Chunk, Completion, Finished, Outcome, with_outcome
 from colm_serve.protocol.openai import ChatCompletionRequest
 
 COLM = "colm"
@@ -62,22 +62,31 @@ class PassThrough:
             yield event
 
     async def _client_only(self, req: ChatCompletionRequest, ctx: RequestContext, stream: bool) -> AsyncIterator:
-        gen = to_generation(req, model_name=self._args.client_model.name, request_id=ctx.request_id)
-        gen.client, gen.weight, gen.deadline = ctx.client, ctx.weight, ctx.deadline
-        async for piece in generate_text(self._client, gen, ctx.trace, stream=stream):
-            yield piece
+        """The client model as vLLM's OpenAI server answers: whole OpenAI bodies (Completion,
+        or Chunks), so n, logprobs, tool calls and response_format reach the client app intact."""
+        async for event in completion_events(
+            self._client, req, model_name=self._args.client_model.name, request_id=ctx.request_id, trace=ctx.trace,
+            stream=stream, label=ctx.client, weight=ctx.weight, deadline=ctx.deadline,
+        ):
+            yield event
 
     async def _server(self, spec: SpecialistConfig, req: ChatCompletionRequest, ctx: RequestContext, stream: bool) -> AsyncIterator:
         ctx.trace.selected = [spec.name]
-        async for piece in server_answer(spec, req, ctx, stream=stream):
+        async for piece in server_answer(spec, req, ctx, stream=stream, whole=True):
             yield piece
 
 
-async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx: RequestContext, *, stream: bool) -> AsyncIterator:
-    """`spec`'s server answers the request as sent: its text (pieces when streaming), then Finished."""
+# What the router reads itself; every other key of the client's body goes to the server as sent.
+OWN_KEYS = frozenset({"model", "messages", "colm"})
+
+
+async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx: RequestContext, *, stream: bool,
+                        whole: bool = False) -> AsyncIterator:
+    """`spec`'s server answers the request as sent. `whole` (the pass-through): the upstream's
+    own body, a Completion or its Chunks, every parameter and field intact; otherwise its text
+    (pieces when streaming), then Finished, as a step of a strategy takes it."""
     if any(m.has_image() for m in req.messages) and not spec.vision:
         raise InvalidRequest(f"server/{spec.name} does not accept images", param="messages")
-    vllm = {k: v for k, v in (("min_tokens", req.min_tokens), ("ignore_eos", req.ignore_eos)) if v is not None}
     call = ctx.call(
         spec,
         messages=[m.model_dump(exclude_none=True) for m in req.messages],
@@ -87,15 +96,25 @@ async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx:
         seed=req.seed,
         stop=req.stop,
     )
-    if vllm:
-        call.extra_body = {**(call.extra_body or {}), **vllm}
+    if whole:
+        sent = req.sent()
+        call.messages = sent["messages"]
+        call.params = {k: v for k, v in sent.items() if k not in OWN_KEYS}
+    else:
+        vllm = {k: v for k, v in (("min_tokens", req.min_tokens), ("ignore_eos", req.ignore_eos)) if v is not None}
+        if req.response_format is not None:  # the answer is the client app's: in the shape it asked for
+            vllm["response_format"] = req.sent()["response_format"]
+        if vllm:
+            call.extra_body = {**(call.extra_body or {}), **vllm}
     if not stream:  # the unary path can be coalesced and cached
         reply = await ctx.chat(call)
-        yield reply.text
+        yield Completion(reply.body) if whole and reply.body is not None else reply.text
         yield Finished(reply.finish_reason)
         return
     async for delta in ctx.chat_stream(call):
-        if delta.text:
+        if delta.chunk is not None:
+            yield Chunk(delta.chunk)
+        elif delta.text:
             yield delta.text
         if delta.billed is not None:
             yield Finished(delta.finish_reason)

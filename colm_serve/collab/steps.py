@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from colm_serve import telemetry
 from colm_serve.client_model.chat import bill, generation
-from colm_serve.client_model.types import ClientLM, Generation, GenerationRequest
+from colm_serve.client_model.completions import completion_events
+from colm_serve.client_model.types import ClientLM, Generation, GenerationRequest, TokenLogprob
 from colm_serve.collab import prompts
 from colm_serve.collab.passthrough import server_answer
 from colm_serve.collab.context import RequestContext
@@ -24,12 +25,12 @@ from colm_serve.collab.guidance import GuidanceFanout, GuidanceResult
 from colm_serve.collab.selection import Selector, select
 from colm_serve.config import AppArgs, SpecialistConfig
 from colm_serve.errors import as_colm_error
-from colm_serve.outcome import Finished, Progress
+from colm_serve.outcome import Chunk, Completion, Finished, Progress
 from colm_serve.protocol.openai import ChatCompletionRequest
 from colm_serve.protocol.trace import GuidanceTrace, RoundTrace, Trace
 from colm_serve.server_proxy.types import UpstreamReply
 
-Emit = Callable[[str | Progress | Finished], None]
+Emit = Callable[[str | Progress | Finished | Chunk | Completion], None]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Run:
     ctx: RequestContext
     stream: bool
     emit: Emit = lambda event: None
+    answer_logprobs: list[TokenLogprob] | None = None  # the client model's tokens of the answer (logprobs asked)
 
     @property
     def trace(self) -> Trace:
@@ -133,15 +135,30 @@ class Steps:
         run.trace.add_latency(step, time.time() - t0)
         return reply
 
-    async def hand_over(self, run: Run, spec: SpecialistConfig) -> None:
-        """`spec`'s server answers the request as sent, as `server/<name>` would: the answer is its own."""
+    async def hand_over(self, run: Run, spec: SpecialistConfig, *, whole: bool = False) -> None:
+        """`spec`'s server answers the request as sent, as `server/<name>` would: the answer is its
+        own. `whole`: its body too (tool calls, logprobs, every parameter forwarded)."""
         t0 = time.time()
         run.ctx.check("answer")
         with telemetry.span("colm.answer", specialist=spec.name, server=spec.server):
-            async for piece in server_answer(spec, run.req, run.ctx, stream=run.stream):
+            async for piece in server_answer(spec, run.req, run.ctx, stream=run.stream, whole=whole):
                 run.emit(piece)
         run.trace.rounds.append(RoundTrace(index=len(run.trace.rounds), stop_reason=f"answered by {spec.name}'s server"))
         run.trace.add_latency("answer", time.time() - t0)
+
+    async def client_turn(self, run: Run) -> None:
+        """The client model writes the request's whole turn, as `colm-client` would (tool calls
+        under structured outputs included)."""
+        t0, ctx = time.time(), run.ctx
+        run.ctx.check("answer")
+        with telemetry.span("colm.answer", on="client"):
+            async with aclosing(completion_events(self._client, run.req, model_name=self.args.client_model.name,
+                                                  request_id=ctx.request_id, trace=run.trace, stream=run.stream,
+                                                  label=ctx.client, weight=ctx.weight, deadline=ctx.deadline)) as events:
+                async for event in events:
+                    run.emit(event)
+        run.trace.rounds.append(RoundTrace(index=len(run.trace.rounds), stop_reason="answered by the client model"))
+        run.trace.add_latency("client", time.time() - t0)
 
     async def summarize(self, run: Run, guidance: GuidanceResult, *, how: str) -> str | None:
         """The notes the client reads: merged by the client model, by the reference server, or not at all."""
@@ -196,6 +213,11 @@ class Steps:
             continue_final_message=continue_final,
             min_tokens=(req.min_tokens or 0) if final else 0,
             ignore_eos=bool(req.ignore_eos) if final else False,
+            # The answer is written under the client app's response_format; drafts and notes stay free text.
+            structured=req.response_format.structured() if final and req.response_format else None,
+            top_logprobs=(req.top_logprobs or 0) if final and req.logprobs else None,
+            presence_penalty=(req.presence_penalty or 0.0) if final else 0.0,
+            frequency_penalty=(req.frequency_penalty or 0.0) if final else 0.0,
         )
         gen.trace_context = telemetry.inject() or None
         written = await self._generate(run, gen, step=step, final=final, shown=shown)
@@ -220,6 +242,8 @@ class Steps:
         if out is None:
             return Written("".join(parts), None, 0)
         bill(run.trace, out)
+        if final and (tokens := out.all_samples()[0].logprobs) is not None:
+            run.answer_logprobs = tokens
         if live and not final:
             run.note(step, "\n")
         return Written(out.text, out.finish_reason, out.completion_tokens, out.mean_logprob, out.token_logprobs)

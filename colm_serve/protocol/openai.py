@@ -7,13 +7,21 @@ CoLM's usage and trace as a plain `colm` object.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
 
 from colm_serve.protocol.options import ColmOptions
+
+# Every Chat Completions parameter of the openai SDK in use, read from its own types so that the
+# list follows the SDK: `server/<name>` forwards each one as sent.
+SDK_PARAMS = frozenset(CompletionCreateParamsBase.__annotations__) | {"stream"}
+# vLLM's extensions, honoured by the client model and forwarded to `server/<name>`.
+VLLM_PARAMS = frozenset({"min_tokens", "ignore_eos"})
 
 
 class StrictModel(BaseModel):
@@ -41,10 +49,29 @@ class ImagePart(StrictModel):
 ContentPart = TextPart | ImagePart
 
 
-class ChatMessage(StrictModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(BaseModel):
+    """One message. The fields CoLM reads are typed; any other field of the SDK's message types
+    (audio, refusal, ...) is kept, and `server/<name>` forwards the message as it was sent."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart | dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The message's text with image parts left out (for text-only models)."""
@@ -52,17 +79,60 @@ class ChatMessage(StrictModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))  # other parts: see has_other_parts
 
     def has_image(self) -> bool:
         return isinstance(self.content, list) and any(isinstance(p, ImagePart) for p in self.content)
 
 
-class StreamOptions(StrictModel):
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. include_obfuscation: forwarded as sent
     include_usage: bool = False
 
 
-class ChatCompletionRequest(StrictModel):
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class JsonSchema(StrictModel):
+    name: str = Field(min_length=1)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(StrictModel):
+    """OpenAI's `response_format`: free text, any JSON object, or JSON that fits a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format.json_schema is required with type json_schema")
+        return self
+
+    def structured(self) -> dict[str, Any] | None:
+        """As vLLM's structured outputs take it; None for free text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"json_object": True}
+        return {"json": self.json_schema.schema_}
+
+
+class _ChatCompletionRequest(StrictModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -74,8 +144,14 @@ class ChatCompletionRequest(StrictModel):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=128)
     user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     # Accepted because common SDKs send them by default; they do not change CoLM's behaviour.
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -83,13 +159,7 @@ class ChatCompletionRequest(StrictModel):
     min_tokens: int | None = Field(None, ge=0, description="vLLM: write at least this many tokens.")
     ignore_eos: bool | None = Field(None, description="vLLM: write until max_tokens.")
     colm: ColmOptions | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _only_one_choice(cls, n: int) -> int:
-        if n != 1:
-            raise ValueError("only n=1 is supported")
-        return n
+    _raw: bytes | None = PrivateAttr(None)
 
     @field_validator("stop")
     @classmethod
@@ -116,6 +186,37 @@ class ChatCompletionRequest(StrictModel):
     def options(self) -> ColmOptions:
         return self.colm or ColmOptions()
 
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "_ChatCompletionRequest":
+        """Validated from the body's bytes, which are kept: `sent()` returns them as they came."""
+        req = cls.model_validate_json(raw)
+        req._raw = raw.encode() if isinstance(raw, str) else raw
+        return req
+
+    def sent(self) -> dict[str, Any]:
+        """The body as the client sent it (every key and value untouched), for the pass-through."""
+        if self._raw is not None:
+            return json.loads(self._raw)
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+    def sent_params(self) -> set[str]:
+        """The top-level parameters the client set."""
+        return set(self.model_fields_set)
+
+    def wants_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
+
+# The SDK's parameters that CoLM does not read itself: accepted as any JSON value, so that
+# `server/<name>` forwards them; each model id honours or refuses them (collab.params).
+ChatCompletionRequest = create_model(
+    "ChatCompletionRequest",
+    __base__=_ChatCompletionRequest,
+    __doc__="A Chat Completions request: every parameter of the openai SDK, vLLM's min_tokens and "
+            "ignore_eos, and CoLM's `colm` options. Any other top-level field is a 400 naming it.",
+    **{name: (Any, None) for name in sorted(SDK_PARAMS - set(_ChatCompletionRequest.model_fields))},
+)
+
 
 # --- response ------------------------------------------------------------------------
 
@@ -133,13 +234,16 @@ class OpenAIUsage(BaseModel):
 
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None = "stop"
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -157,12 +261,14 @@ class DeltaMessage(BaseModel):
     content: str | None = None
     # The convention of vLLM and DeepSeek for a model's thinking; CoLM streams its steps here.
     reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -28,7 +28,7 @@ SpendSink = Callable[[str, Usage], Awaitable[None]]
 
 def worst_case(call: UpstreamCall) -> Usage:
     """An attempt we cannot see the end of: its prompt and its whole output cap, estimated."""
-    return call.spend(message_tokens(call.messages), call.max_tokens, estimated=True)
+    return call.spend(message_tokens(call.messages), call.output_bound(), estimated=True)
 
 
 def share(usage: Usage, parts: int) -> Usage:

@@ -1,7 +1,8 @@
 """Single-flight coalescing and the response cache.
 
 Both key a call by a hash of the canonical JSON of what decides its answer (server, model,
-messages, max_tokens, temperature, top_p, seed, stop), never by who asked.
+messages, max_tokens, temperature, top_p, seed, stop, and a pass-through's own parameters),
+never by who asked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from colm_serve.deadline import Deadline
 from colm_serve.server_proxy.types import UpstreamCall, UpstreamReply
 
 T = TypeVar("T")
-KEY_FIELDS = ("server", "model", "messages", "max_tokens", "temperature", "top_p", "seed", "stop")
+KEY_FIELDS = ("server", "model", "messages", "max_tokens", "temperature", "top_p", "seed", "stop", "params")
 
 
 def call_key(call: UpstreamCall) -> str:

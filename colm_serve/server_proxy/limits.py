@@ -88,7 +88,7 @@ class RateLimits:
 
 def estimate_tokens(call: UpstreamCall) -> int:
     """Prompt tokens guessed from the text, plus the completion budget: what tpm must cover."""
-    return message_tokens(call.messages) + call.max_tokens
+    return message_tokens(call.messages) + call.output_bound()
 
 
 def message_tokens(messages: list[dict]) -> int:

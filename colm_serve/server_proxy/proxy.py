@@ -27,11 +27,12 @@ from colm_serve.config import ServerConfig
 from colm_serve.deadline import Deadline
 from colm_serve.errors import ColmError, InvalidRequest
 from colm_serve.fairness import FairQueue
+from colm_serve.protocol.openai import SDK_PARAMS
 from colm_serve.protocol.usage import Usage
 from colm_serve.server_proxy.billing import Billing, SpendSink, worst_case
 from colm_serve.server_proxy.breaker import CircuitBreaker
 from colm_serve.server_proxy.coalesce import ResponseCache, SingleFlight, call_key
-from colm_serve.server_proxy.limits import RateLimits, estimate_tokens
+from colm_serve.server_proxy.limits import RateLimits, estimate_tokens, message_tokens
 from colm_serve.server_proxy.metrics import METRICS_SINKS, MetricsSink
 from colm_serve.server_proxy.retry import AttemptMeter, RetryLoop
 from colm_serve.server_proxy.stats import BREAKER_LEVEL, ProxyStats
@@ -46,6 +47,7 @@ from colm_serve.server_proxy.types import (
 
 logger = logging.getLogger("colm_serve.server_proxy")
 T = TypeVar("T")
+SDK_CREATE = SDK_PARAMS - {"stream"}
 
 class ServerProxy:
     """One upstream server's proxy: fairness, limits, retries, breaker, coalescing, cache, stats.
@@ -119,7 +121,7 @@ class ServerProxy:
         self._stats.add(call.client, requests=1)
         deadline = Deadline.from_wall(call.deadline, clock=self._clock)
         with telemetry.extract(call.trace_context), telemetry.span("proxy.chat_stream", **_call_fields(call)) as span:
-            meter, tally, ended = self._billing.meter(call), StreamTally(), False
+            meter, tally, ended = self._billing.meter(call), StreamTally(whole=call.params is not None), False
             try:
                 self._breaker.check()
                 async with self._admitted(call, deadline):
@@ -215,7 +217,8 @@ class ServerProxy:
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
         meter.sent()
         # The JSON object as it came (see transport.py): only the few fields below are read.
-        completion = await self._post.post("/chat/completions", self._body(call), timeout_s=deadline.cap(self.server.timeout_s))
+        completion = await self._post.post("/chat/completions", self._body(call, cache_key=self.server.prompt_cache_key),
+                                           timeout_s=deadline.cap(self.server.timeout_s))
         usage = completion.get("usage") or None
         self._limits.settle(estimated=estimate, actual=usage.get("total_tokens", estimate) if usage else estimate)
         return completion
@@ -227,7 +230,7 @@ class ServerProxy:
         usage = completion.get("usage") or None
         if usage is None:
             logger.warning("upstream %s sent no usage; estimating tokens", call.server)
-        prompt = usage.get("prompt_tokens", 0) if usage else estimate_tokens(call) - call.max_tokens
+        prompt = usage.get("prompt_tokens", 0) if usage else message_tokens(call.messages)
         done = usage.get("completion_tokens", 0) if usage else len(text) // 4
         cached = cached_prompt_tokens(usage)
         billed = call.spend(prompt, done, cached, estimated=usage is None) + lost
@@ -241,6 +244,7 @@ class ServerProxy:
             attempts=attempts,
             latency_s=self._clock() - started,
             cost_usd=billed.cost_usd,
+            body=completion if call.params is not None else None,
         )
 
     def _cached(self, call: UpstreamCall, reply: UpstreamReply, started: float) -> UpstreamReply:
@@ -256,12 +260,8 @@ class ServerProxy:
         await self._limits.acquire(estimate_tokens(call), deadline)
         self._stats.add(call.client, upstream_calls=1, retries=int(n > 1))
         meter.sent()
-        stream = await self._client.chat.completions.create(
-            **self._params(call),
-            stream=True,
-            stream_options={"include_usage": True},
-            timeout=deadline.cap(self.server.timeout_s),
-        )
+        stream = await self._client.chat.completions.create(**self._stream_params(call),
+                                                            timeout=deadline.cap(self.server.timeout_s))
         chunks = aiter(stream)
         try:
             first = await deadline.wait(anext(chunks, None), "waiting for the first streamed chunk")
@@ -311,24 +311,32 @@ class ServerProxy:
     def _cacheable(self, call: UpstreamCall) -> bool:
         return self._cache.enabled and call.cache and call.deterministic()
 
-    @classmethod
-    def _body(cls, call: UpstreamCall) -> dict[str, Any]:
-        """The JSON body as sent: the parameters, and the provider extensions merged in."""
-        params = cls._params(call)
-        extensions = params.pop("extra_body", None) or {}
-        return {**params, **extensions}
-
     @staticmethod
-    def _params(call: UpstreamCall) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": call.model,
-            "messages": call.messages,
-            "max_tokens": call.max_tokens,
-            "temperature": call.temperature,
-        }
-        optional = {"top_p": call.top_p, "seed": call.seed, "stop": call.stop, "extra_body": call.extra_body}
-        params.update({k: v for k, v in optional.items() if v is not None})
-        return params
+    def _body(call: UpstreamCall, *, cache_key: bool = True) -> dict[str, Any]:
+        """The JSON body as sent. A pass-through sends the client's parameters untouched, with
+        our model id and a cap when the client set none (the budget's bound). `cache_key`: the
+        call's own `prompt_cache_key` goes with it."""
+        if call.params is not None:
+            body = {**call.params, "model": call.model, "messages": call.messages}
+            if "max_tokens" not in body and "max_completion_tokens" not in body:
+                body["max_tokens"] = call.max_tokens
+        else:
+            body = {"model": call.model, "messages": call.messages, "max_tokens": call.max_tokens,
+                    "temperature": call.temperature}
+            optional = {"top_p": call.top_p, "seed": call.seed, "stop": call.stop,
+                        "prompt_cache_key": call.cache_key if cache_key else None}
+            body.update({k: v for k, v in optional.items() if v is not None})
+        return {**body, **(call.extra_body or {})}
+
+    def _stream_params(self, call: UpstreamCall) -> dict[str, Any]:
+        """The body as the SDK's `create` takes it: its own parameters by name, the rest (a
+        provider's extensions) in `extra_body`. Usage is always asked for: billing reads it."""
+        body = self._body(call, cache_key=self.server.prompt_cache_key)
+        params = {k: v for k, v in body.items() if k in SDK_CREATE}
+        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        params.update(stream=True, stream_options={**options, "include_usage": True})
+        extra = {k: v for k, v in body.items() if k not in SDK_CREATE}
+        return {**params, "extra_body": extra} if extra else params
 
     def _secrets(self) -> tuple[str, ...]:
         """Our own keys, so an upstream that echoes one cannot pass it on."""

@@ -12,7 +12,7 @@ import openai
 from colm_serve.deadline import Deadline
 from colm_serve.errors import UpstreamError
 from colm_serve.server_proxy.breaker import CircuitBreaker
-from colm_serve.server_proxy.limits import estimate_tokens
+from colm_serve.server_proxy.limits import message_tokens
 from colm_serve.server_proxy.types import (
     UpstreamCall,
     UpstreamDelta,
@@ -33,6 +33,7 @@ class OpenStream:
 
 @dataclass
 class StreamTally:
+    whole: bool = False  # the pass-through: every chunk goes on as it came
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -47,21 +48,20 @@ class StreamTally:
             self.cached_prompt_tokens = cached_prompt_tokens(chunk.usage)
             self.completion_tokens = chunk.usage.completion_tokens
             self.reported = True
-        if not chunk.choices:
-            return None
-        choice = chunk.choices[0]
-        self.finish_reason = choice.finish_reason or self.finish_reason
-        text = choice.delta.content if choice.delta else None
-        if not text:
-            return None
-        self.pieces += 1
-        return UpstreamDelta(text=text)
+        choice = next((c for c in chunk.choices or () if c.index == 0), None)
+        text = choice.delta.content if choice is not None and choice.delta else None
+        if choice is not None:
+            self.finish_reason = choice.finish_reason or self.finish_reason
+            self.pieces += bool(text)
+        if self.whole:
+            return UpstreamDelta(text=text or "", chunk=chunk.model_dump(mode="json", exclude_unset=True))
+        return UpstreamDelta(text=text) if text else None
 
     def settle(self, call: UpstreamCall) -> None:
         """Servers that send no usage get an estimate, so cost and budgets still move."""
         if not self.reported:
             logger.warning("upstream %s sent no usage in its stream; estimating tokens", call.server)
-            self.prompt_tokens = estimate_tokens(call) - call.max_tokens
+            self.prompt_tokens = message_tokens(call.messages)
             self.completion_tokens = self.pieces
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,11 @@ class UpstreamCall(BaseModel):
     cache: bool = Field(True, description="May be answered from the response cache.")
     deadline: float | None = Field(None, description="Absolute time.time() after which to give up.")
     extra_body: dict | None = Field(None, description="Provider extensions sent as they are, e.g. vLLM's ignore_eos.")
+    cache_key: str | None = Field(
+        None, description="The provider's `prompt_cache_key` for this call's prompt prefix (a specialist's own).")
+    params: dict[str, Any] | None = Field(
+        None, description="The pass-through: the client app's own request parameters (every key but model and "
+        "messages), sent exactly as the client sent them; the answer comes back whole (`body`, `chunk`).")
     trace_context: dict[str, str] | None = Field(
         None, description="The caller's span as W3C trace-context headers (telemetry.inject()); not part of any cache key."
     )
@@ -35,6 +40,15 @@ class UpstreamCall(BaseModel):
 
     def deterministic(self) -> bool:
         return self.temperature == 0 or self.seed is not None
+
+    def choices(self) -> int:
+        """How many answers the call asks for (the pass-through's `n`)."""
+        n = (self.params or {}).get("n")
+        return n if isinstance(n, int) and n > 1 else 1
+
+    def output_bound(self) -> int:
+        """The most completion tokens the call can be billed for: every choice at its cap."""
+        return self.max_tokens * self.choices()
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0) -> float:
         cached_price = self.price_in_per_m if self.price_cached_in_per_m is None else self.price_cached_in_per_m
@@ -70,6 +84,7 @@ class UpstreamReply(BaseModel):
     attempts: int = 1
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    body: dict[str, Any] | None = Field(None, description="The pass-through: the upstream's whole JSON answer.")
 
 
 class UpstreamDelta(BaseModel):
@@ -81,6 +96,7 @@ class UpstreamDelta(BaseModel):
     finish_reason: str | None = None
     cost_usd: float = 0.0
     billed: Usage | None = None
+    chunk: dict[str, Any] | None = Field(None, description="The pass-through: the upstream's chunk as it came.")
 
 
 class Upstreams(Protocol):

@@ -6,50 +6,29 @@ DeepSeek, so the offline default exercises the same code path as a cloud deploym
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
-from colm_serve.api import responses
-from colm_serve.client_model.chat import generate_text, to_generation
+from colm_serve.client_model.completions import completion_events
 from colm_serve.client_model.handle import HandleClientLM
 from colm_serve.client_model.types import ClientLM
 from colm_serve.config import StandInArgs
-from colm_serve.errors import NotFound, install_error_handlers
-from colm_serve.outcome import Outcome, primed, with_outcome
-from colm_serve.protocol.openai import ChatCompletionRequest, ModelCard, ModelList, StrictModel
+from colm_serve.errors import NotFound, as_colm_error, install_error_handlers
+from colm_serve.outcome import Chunk, Completion, primed
+from colm_serve.protocol.openai import ChatCompletionRequest, ModelCard, ModelList
 from colm_serve.protocol.trace import Trace
-
-
-class JsonSchema(StrictModel):
-    name: str = Field(min_length=1)
-    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
-    strict: bool | None = None
-    description: str | None = None
-
-
-class ResponseFormat(StrictModel):
-    """OpenAI's `response_format`: free text, any JSON object, or JSON that fits a schema."""
-
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JsonSchema | None = None
-
-    @model_validator(mode="after")
-    def _schema_given(self) -> "ResponseFormat":
-        if self.type == "json_schema" and self.json_schema is None:
-            raise ValueError("response_format.json_schema is required with type json_schema")
-        return self
 
 
 class StandInRequest(ChatCompletionRequest):
     """A chat request as vLLM's OpenAI server takes it: OpenAI's `response_format`, and vLLM's
     `structured_outputs` ({"regex"|"choice"|"json"|"grammar": ...}) for constrained output."""
 
-    response_format: ResponseFormat | None = None
     structured_outputs: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -65,12 +44,7 @@ class StandInRequest(ChatCompletionRequest):
     def structured(self) -> dict[str, Any] | None:
         if self.structured_outputs is not None:
             return self.structured_outputs
-        fmt = self.response_format
-        if fmt is None or fmt.type == "text":
-            return None
-        if fmt.type == "json_object":
-            return {"json_object": True}
-        return {"json": fmt.json_schema.schema_}
+        return self.response_format.structured() if self.response_format else None
 
 
 class StandInService:
@@ -100,16 +74,28 @@ class StandInService:
             events = self.events(body)
             if body.stream:
                 usage = bool(body.stream_options and body.stream_options.include_usage)
-                return StreamingResponse(responses.sse(body.model, await primed(events), trace=None, include_usage=usage), media_type="text/event-stream")
-            outcome = [e async for e in events if isinstance(e, Outcome)][0]
-            return JSONResponse(responses.completion(body.model, outcome, trace=None).model_dump(mode="json", exclude_none=True))
+                return StreamingResponse(sse(await primed(events), include_usage=usage), media_type="text/event-stream")
+            completion = [e async for e in events][-1]
+            return JSONResponse(completion.body)
 
         return app
 
-    async def events(self, body: StandInRequest) -> AsyncIterator[str | Outcome]:
-        gen = to_generation(body, model_name=body.model, request_id=uuid.uuid4().hex, structured=body.structured())
-        if gen.max_tokens is None:
-            gen.max_tokens = self._args.default_max_tokens
-        trace = Trace()
-        async for event in with_outcome(generate_text(self._client, gen, trace, stream=body.stream), trace):
-            yield event
+    def events(self, body: StandInRequest) -> AsyncIterator[Chunk | Completion]:
+        """The answer as vLLM's OpenAI server gives it (n, logprobs, tools, response_format and
+        structured_outputs), written by the same code as `colm-client`."""
+        return completion_events(
+            self._client, body, model_name=body.model, request_id=uuid.uuid4().hex, trace=Trace(),
+            stream=body.stream, default_max_tokens=self._args.default_max_tokens, structured=body.structured(),
+        )
+
+
+async def sse(chunks: AsyncIterator[Chunk], *, include_usage: bool) -> AsyncIterator[str]:
+    """The chunks as server-sent events, the usage chunk only when asked, then [DONE]. A failure
+    after the stream started is sent as an OpenAI error event (the status is already 200)."""
+    try:
+        async for chunk in chunks:
+            if chunk.body["choices"] or include_usage:
+                yield f"data: {json.dumps(chunk.body)}\n\n"
+    except Exception as exc:
+        yield f"data: {json.dumps(as_colm_error(exc).body())}\n\n"
+    yield "data: [DONE]\n\n"

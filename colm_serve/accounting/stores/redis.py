@@ -40,6 +40,15 @@ class RedisStore(base.BudgetStore):
         self._reserve = client.register_script(redis_lua.RESERVE)
         self._settle = client.register_script(redis_lua.SETTLE)
 
+    @property
+    def client(self) -> aioredis.Redis | RedisCluster:
+        """The connection, for other records kept beside the budgets (stored responses)."""
+        return self._redis
+
+    @property
+    def key_prefix(self) -> str:
+        return self._prefix
+
     @classmethod
     def from_config(cls, config: AccountingConfig) -> RedisStore:
         client_cls = RedisCluster if config.cluster else aioredis.Redis

@@ -61,12 +61,12 @@ class SqliteStore(base.BudgetStore):
         return cls(config.path)
 
     async def reserve(self, *, label: str, amounts: base.Amounts, limits: BudgetConfig, now: float) -> base.Reservation | base.Refusal:
-        return await self._transaction(lambda db: _reserve(db, label=label, amounts=amounts, limits=limits, now=now))
+        return await self.transaction(lambda db: _reserve(db, label=label, amounts=amounts, limits=limits, now=now))
 
     async def settle(self, batch: Sequence[base.Settlement]) -> None:
         today = base.day_of(max(item.now for item in batch)) if batch else -1
         prune = today > self._pruned_day
-        await self._transaction(lambda db: _settle(db, batch, prune_before=today - DAYS_KEPT + 1 if prune else None))
+        await self.transaction(lambda db: _settle(db, batch, prune_before=today - DAYS_KEPT + 1 if prune else None))
         self._pruned_day = max(self._pruned_day, today)
 
     async def stats(self, *, now: float) -> dict[str, dict]:
@@ -77,7 +77,7 @@ class SqliteStore(base.BudgetStore):
             n = len(base.TOTAL_FIELDS)
             return {r[0]: base.stats_row(dict(zip(base.TOTAL_FIELDS, r[1:n + 1])), _day_use(r[n + 1:])) for r in rows}
 
-        return await self._transaction(read, write=False)
+        return await self.transaction(read, write=False)
 
     async def aclose(self) -> None:
         if self._conn is not None:
@@ -85,7 +85,7 @@ class SqliteStore(base.BudgetStore):
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
 
-    async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """Run `work` in one transaction on the store's thread: BEGIN IMMEDIATE for writes, so
         the check and the write it decides are one step; a plain BEGIN (a WAL snapshot) for
         reads. A caller cancelled meanwhile does not stop a started one: it commits or rolls back

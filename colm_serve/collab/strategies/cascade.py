@@ -10,7 +10,8 @@ from colm_serve.collab import confidence, prompts
 from colm_serve.collab.passthrough import ANSWER_CAP
 from colm_serve.collab.estimate import Bound, priciest
 from colm_serve.collab.steps import Run, Steps, Written
-from colm_serve.collab.strategies.base import Step, Strategy
+from colm_serve.collab.strategies.base import Step, Strategy, refuse_structured_continuation
+from colm_serve.protocol.openai import ChatCompletionRequest
 from colm_serve.collab.strategies.guide import Guide, with_selection
 from colm_serve.collab.strategies.shepherd import Shepherd
 from colm_serve.outcome import Finished
@@ -36,6 +37,10 @@ class Cascade(Strategy):
     def __init__(self, steps: Steps) -> None:
         super().__init__(steps)
         self.guide, self.shepherd = Guide(steps), Shepherd(steps)
+
+    def check_request(self, req: ChatCompletionRequest) -> None:
+        if (req.options().escalate_to or self.args.collaboration.cascade.escalate_to) == "shepherd":
+            refuse_structured_continuation(req, "strategy cascade escalating to shepherd")
 
     def plan_note(self, run: Run) -> str:
         threshold, escalate_to, signal = self.plan(run)

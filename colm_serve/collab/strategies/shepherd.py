@@ -8,7 +8,8 @@ from colm_serve.accounting.ledger import Estimate
 from colm_serve.collab import prompts
 from colm_serve.collab.estimate import Bound, longest_text, priciest
 from colm_serve.collab.steps import Run
-from colm_serve.collab.strategies.base import Step, Strategy
+from colm_serve.collab.strategies.base import Step, Strategy, refuse_structured_continuation
+from colm_serve.protocol.openai import ChatCompletionRequest
 from colm_serve.collab.strategies.guide import with_selection
 from colm_serve.config import SpecialistConfig
 from colm_serve.errors import as_colm_error
@@ -26,6 +27,9 @@ class Shepherd(Strategy):
         Step("continue", "client", "the rest of the answer, continuing the prefix (chat template continue-final-message)"),
     )
     OPTIONS = frozenset({"prefix_tokens"})
+
+    def check_request(self, req: ChatCompletionRequest) -> None:
+        refuse_structured_continuation(req, "strategy shepherd")
     BOUND = "one call: the question's prompt + prefix_tokens [+ the selection call with selector llm]"
 
     def prefix_tokens(self, run: Run) -> int:
