@@ -91,11 +91,18 @@ async def test_drops_and_hangs_are_retried_and_nothing_is_lost(http, sim):
     assert all(g["text"] for g in body["colm"]["rounds"][0]["guidance"]), json.dumps(body["colm"])[:800]
 
 
-async def test_passthrough_upstream_4xx_is_a_clear_502(http, sim):
+async def test_passthrough_upstream_4xx_is_the_apps_400_or_our_502(http, sim):
+    """The pass-through sends the app's own parameters: an upstream 400 is the app's to fix. A 404
+    (the configured model is unknown there) is the deployment's fault: a 502."""
+    ask = {"model": "server/math", "messages": [{"role": "user", "content": "hi"}]}
     sim.set_faults(always=Fault.error(400, message="bad parameter"))
-    resp = await http.post("/v1/chat/completions", json={"model": "server/math", "messages": [{"role": "user", "content": "hi"}]})
+    resp = await http.post("/v1/chat/completions", json=ask)
     err = resp.json()["error"]
-    assert resp.status_code == 502 and err["type"] == "upstream_error" and "400" in err["message"]
+    assert resp.status_code == 400 and err["type"] == "invalid_request_error" and "bad parameter" in err["message"]
+    sim.set_faults(always=Fault.error(404, message="no such model"))
+    resp = await http.post("/v1/chat/completions", json=ask)
+    err = resp.json()["error"]
+    assert resp.status_code == 502 and err["type"] == "upstream_error" and "404" in err["message"]
     sim.set_faults(always=None)
     ok = await http.post("/v1/chat/completions", json={"model": "server/math", "messages": [{"role": "user", "content": "hi"}]})
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]

@@ -210,3 +210,16 @@ async def test_spans_reach_a_real_otlp_http_endpoint(http, monkeypatch):
     assert by_name["colm.request"].parent_span_id == b""
     model = next(a.value.string_value for a in by_name["colm.request"].attributes if a.key == "colm.model")
     assert model == "colm" and json.dumps(model)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+async def test_what_the_app_says_of_itself_is_on_the_request_span(spans, http, path):
+    """`user`, `safety_identifier` and `metadata` are honoured by recording them where operators look."""
+    tags = {"user": "user-42", "safety_identifier": "hash-42", "metadata": {"app": "crm", "tenant": "7"}}
+    body = {**ASK, **tags} if path.endswith("completions") else {"model": "colm", "input": "Hi", **tags}
+    resp = await http.post(path, json=body)
+    assert resp.status_code == 200, resp.text
+    root = named(spans, "colm.request")[0]
+    assert root.attributes["colm.request.user"] == "user-42"
+    assert root.attributes["colm.request.safety_identifier"] == "hash-42"
+    assert root.attributes["colm.request.metadata.app"] == "crm" and root.attributes["colm.request.metadata.tenant"] == "7"

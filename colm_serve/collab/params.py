@@ -43,8 +43,9 @@ def honoured(note: str) -> Rule:
     return Rule(note)
 
 
-def _only(allowed: set[Any], reason: str) -> Callable[[Any], str | None]:
-    return lambda value: None if value in allowed else reason
+def _only(allowed: tuple[Any, ...], reason: str) -> Callable[[Any], str | None]:
+    """Any JSON value may arrive (lists included), so the test is by equality, not by hash."""
+    return lambda value: None if any(value == a and type(value) is type(a) for a in allowed) else reason
 
 
 def _text_modalities(value: Any) -> str | None:
@@ -77,7 +78,7 @@ PARAMS: dict[str, dict[str, Rule]] = {
     "metadata": {BOTH: honoured("recorded on the request's trace span")},
     "n": {"client": honoured("n answers from one engine request (vLLM's `n`)"),
           "colm": Rule("1 only: one collaboration per request; send n requests",
-                       _only({1}, "colm writes one answer per request; send n requests or use colm-client"))},
+                       _only((1,), "colm writes one answer per request; send n requests or use colm-client"))},
     "logprobs": {"client": honoured("each token's log-probability"),
                  "colm": honoured("the tokens of the answer that the client model wrote (streamed on the "
                                   "finish chunk)")},
@@ -96,11 +97,11 @@ PARAMS: dict[str, dict[str, Rule]] = {
     "tool_choice": {BOTH: honoured("none, auto, required or a named function")},
     "parallel_tool_calls": {BOTH: honoured("false: at most one tool call per turn")},
     "store": {BOTH: Rule("false only: chat completions are not stored; use /v1/responses with `store`",
-                         _only({False, None}, "chat completions are not stored here; use /v1/responses "
+                         _only((False, None), "chat completions are not stored here; use /v1/responses "
                                               "with store and previous_response_id"))},
     "modalities": {BOTH: Rule("[\"text\"] only", _text_modalities)},
     "service_tier": {BOTH: Rule("auto or default only: one tier",
-                                _only({"auto", "default", None}, "there is one service tier"))},
+                                _only(("auto", "default", None), "there is one service tier"))},
     "prompt_cache_key": {"client": honoured("accepted: the client model's prefix cache needs no key"),
                          "colm": honoured("accepted: the servers get each specialist's own key (`colm-<name>`)")},
     "prompt_cache_retention": {BOTH: refused("the client model's prefix cache lives as long as the engine")},

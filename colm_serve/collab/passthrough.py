@@ -11,7 +11,7 @@ from colm_serve.client_model.completions import completion_events
 from colm_serve.client_model.types import ClientLM
 from colm_serve.collab.context import RequestContext
 from colm_serve.config import AppArgs, SpecialistConfig
-from colm_serve.errors import InvalidRequest, NotFound
+from colm_serve.errors import InvalidRequest, NotFound, UpstreamError
 from colm_serve.outcome import Chunk, Completion, Finished, Outcome, with_outcome
 from colm_serve.protocol.openai import ChatCompletionRequest
 
@@ -106,15 +106,25 @@ async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx:
             vllm["response_format"] = req.sent()["response_format"]
         if vllm:
             call.extra_body = {**(call.extra_body or {}), **vllm}
-    if not stream:  # the unary path can be coalesced and cached
-        reply = await ctx.chat(call)
-        yield Completion(reply.body) if whole and reply.body is not None else reply.text
-        yield Finished(reply.finish_reason)
-        return
-    async for delta in ctx.chat_stream(call):
-        if delta.chunk is not None:
-            yield Chunk(delta.chunk)
-        elif delta.text:
-            yield delta.text
-        if delta.billed is not None:
-            yield Finished(delta.finish_reason)
+    try:
+        if not stream:  # the unary path can be coalesced and cached
+            reply = await ctx.chat(call)
+            yield Completion(reply.body) if whole and reply.body is not None else reply.text
+            yield Finished(reply.finish_reason)
+            return
+        async for delta in ctx.chat_stream(call):
+            if delta.chunk is not None:
+                yield Chunk(delta.chunk)
+            elif delta.text:
+                yield delta.text
+            if delta.billed is not None:
+                yield Finished(delta.finish_reason)
+    except UpstreamError as err:
+        if whole and err.code in CLIENT_FAULTS:  # the app's own parameters, refused: its 400 to fix
+            raise InvalidRequest(f"server/{spec.name} refused the request: {err.message}", param=err.param,
+                                 code="upstream_invalid_request") from None
+        raise
+
+
+# An upstream's answers that blame the request itself; on the pass-through the request is the app's.
+CLIENT_FAULTS = frozenset({"upstream_400", "upstream_422"})

@@ -43,6 +43,7 @@ class Failure:
     status: int | None
     retry_after_s: float | None
     message: str
+    param: str | None = None  # the parameter an upstream's 4xx names
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -99,7 +100,8 @@ def _classify_status(exc: openai.APIStatusError, secrets: Iterable[str]) -> Fail
         return Failure(True, "failure", status, retry_after, message)
     if status == 429:
         return Failure(True, "neutral", status, retry_after, message)
-    return Failure(status in RETRYABLE_STATUS, "alive", status, retry_after, message)
+    param = body.get("param") if isinstance(body.get("param"), str) else None
+    return Failure(status in RETRYABLE_STATUS, "alive", status, retry_after, message, param)
 
 
 def backoff_s(policy: RetryPolicy, retry: int, *, rng: random.Random) -> float:
@@ -110,7 +112,7 @@ def backoff_s(policy: RetryPolicy, retry: int, *, rng: random.Random) -> float:
 def _upstream_error(failure: Failure, attempts: int) -> UpstreamError:
     code = f"upstream_{failure.status}" if failure.status else "upstream_unreachable"
     tail = f" (after {attempts} attempts)" if attempts > 1 else ""
-    return UpstreamError(failure.message + tail, code=code)
+    return UpstreamError(failure.message + tail, code=code, param=failure.param)
 
 
 @dataclass

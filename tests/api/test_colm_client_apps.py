@@ -140,3 +140,12 @@ def test_each_specialist_prompt_carries_its_own_prompt_cache_key(router, sim):
                                    extra_body=GUIDE)
     keys = {r.model: r.body.get("prompt_cache_key") for r in sim.stats.log}
     assert keys == {"m-math": "colm-math", "m-conv": "colm-conv", "m-code": "colm-code", "m-eye": "colm-eye"}
+
+
+def test_colm_writes_the_answer_with_the_apps_sampling(router, fake):
+    router.chat.completions.create(model="colm", messages=[{"role": "user", "content": "Sample me."}],
+                                   temperature=0.4, top_p=0.8, seed=3, stop=["END"], presence_penalty=0.5,
+                                   frequency_penalty=0.25, max_completion_tokens=40, extra_body=GUIDE)
+    answer = fake.requests[-1]  # the last client write is the answer
+    assert (answer.temperature, answer.top_p, answer.seed, answer.stop) == (0.4, 0.8, 3, ["END"])
+    assert (answer.presence_penalty, answer.frequency_penalty, answer.max_tokens) == (0.5, 0.25, 40)

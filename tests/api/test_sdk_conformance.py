@@ -25,7 +25,7 @@ from colm_serve.server_proxy.proxy import ServerProxy
 from colm_serve.service import RouterService
 from tests.fakes import FakeClient, app_args
 from tests.reliability.conftest import ProxyUpstreams, ServedApp
-from tests.upstream_sim import UpstreamSim
+from tests.upstream_sim import Fault, UpstreamSim
 
 TOOL = {"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
                                          "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
@@ -209,3 +209,40 @@ def test_billing_reads_the_upstreams_usage_reasoning_tokens_included(router, str
     assert colm["usage"]["server_completion_tokens"] == usage.completion_tokens
     expected = (usage.prompt_tokens * 1 + usage.completion_tokens * 4) / 1e6
     assert colm["usage"]["cost_usd"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [[], {}, "x", -1])
+@pytest.mark.parametrize("kind", policy.LOCAL_KINDS)
+def test_any_json_value_of_any_parameter_is_an_answer_or_a_400_never_a_500(router, kind, value):
+    model = "colm" if kind == "colm" else "colm-client"
+    for param in PARAMS:
+        body = {"model": model, "messages": SAMPLE["messages"], "max_tokens": 8, param: value}
+        try:
+            send(router, body)
+        except openai.BadRequestError as err:
+            assert err.body["param"], (param, err.body)
+        except openai.APIStatusError as err:
+            pytest.fail(f"{param}={value!r} on {model}: {err.status_code} {err.body}")
+
+
+@pytest.mark.parametrize("choice", [{}, {"type": "function"}, {"type": "function", "function": {}},
+                                    {"type": "function", "function": {"name": "nope"}}, {"type": "allowed_tools"},
+                                    {"type": "custom", "custom": {"name": "lookup"}}])
+@pytest.mark.parametrize("model", ["colm-client", "colm"])
+def test_a_malformed_tool_choice_is_a_400_that_names_it(router, model, choice):
+    with pytest.raises(openai.BadRequestError) as err:
+        router.chat.completions.create(model=model, messages=SAMPLE["messages"], tools=[TOOL], tool_choice=choice,
+                                       max_tokens=8, extra_body={"colm": {"strategy": "cascade", "selector": "all"}} if model == "colm" else None)
+    assert err.value.body["param"].startswith("tool_choice"), err.value.body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_that_refuses_the_apps_own_request_is_the_apps_400(router, sim, stream):
+    """On the pass-through the parameters are the app's: the server's 400 is passed on as a 400
+    (not our 502), and it does not count against the server's breaker."""
+    sim.reset()
+    sim.set_faults(script=[Fault.error(400, message="Invalid value for 'verbosity'")])
+    with pytest.raises(openai.BadRequestError) as err:
+        send(router, {"model": "server/math", "messages": SAMPLE["messages"], "verbosity": "loud", "stream": stream})
+    assert err.value.body["code"] == "upstream_invalid_request" and "verbosity" in err.value.body["message"]
+    assert sim.stats.requests == 1  # not retried

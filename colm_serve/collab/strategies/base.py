@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from colm_serve.accounting.ledger import Estimate
+from colm_serve.client_model import tools
 from colm_serve.client_model.completions import openai_logprobs
 from colm_serve.collab.selection import Selector
 from colm_serve.collab.steps import Run, Steps
@@ -89,7 +90,9 @@ class Strategy(ABC):
         self.selector(opts)
 
     def check_request(self, req: ChatCompletionRequest) -> None:
-        """A request this strategy cannot honour (see collab.params) is a 400 before any work."""
+        """A request this strategy cannot honour (see collab.params) is a 400 before any work:
+        whoever writes a tool turn, its tool_choice must name a way among `tools`."""
+        tools.tool_turn(req, content_schema=None)
 
     def selector(self, opts: ColmOptions) -> Selector:
         name = opts.selector or self.args.selection.strategy

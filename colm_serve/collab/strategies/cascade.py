@@ -39,6 +39,7 @@ class Cascade(Strategy):
         self.guide, self.shepherd = Guide(steps), Shepherd(steps)
 
     def check_request(self, req: ChatCompletionRequest) -> None:
+        super().check_request(req)
         if (req.options().escalate_to or self.args.collaboration.cascade.escalate_to) == "shepherd":
             refuse_structured_continuation(req, "strategy cascade escalating to shepherd")
 

@@ -29,6 +29,7 @@ class Shepherd(Strategy):
     OPTIONS = frozenset({"prefix_tokens"})
 
     def check_request(self, req: ChatCompletionRequest) -> None:
+        super().check_request(req)
         refuse_structured_continuation(req, "strategy shepherd")
     BOUND = "one call: the question's prompt + prefix_tokens [+ the selection call with selector llm]"
 
