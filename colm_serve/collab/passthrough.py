@@ -87,18 +87,17 @@ async def server_answer(spec: SpecialistConfig, req: ChatCompletionRequest, ctx:
     (pieces when streaming), then Finished, as a step of a strategy takes it."""
     if any(m.has_image() for m in req.messages) and not spec.vision:
         raise InvalidRequest(f"server/{spec.name} does not accept images", param="messages")
+    sent = req.sent() if whole else None
     call = ctx.call(
         spec,
-        messages=[m.model_dump(exclude_none=True) for m in req.messages],
+        messages=sent["messages"] if sent else [m.model_dump(exclude_none=True) for m in req.messages],
         max_tokens=req.output_limit() or ANSWER_CAP,
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=req.top_p,
         seed=req.seed,
         stop=req.stop,
     )
-    if whole:
-        sent = req.sent()
-        call.messages = sent["messages"]
+    if sent:
         call.params = {k: v for k, v in sent.items() if k not in OWN_KEYS}
     else:
         vllm = {k: v for k, v in (("min_tokens", req.min_tokens), ("ignore_eos", req.ignore_eos)) if v is not None}
