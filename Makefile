@@ -10,11 +10,13 @@ EXTRA := $(if $(HAS_GPU),gpu,cpu)
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints-cpu.txt)
 STAMP := $(VENV)/.installed-$(EXTRA)
 
+LLAMA_STAMP := $(VENV)/.installed-llama
+
 OFFICIAL := $(VENV)/official
 OFFICIAL_DIR := tests/eval/official
 OFFICIAL_STAMP := $(OFFICIAL)/.installed
 
-.PHONY: setup serve serve-quality test test-fast models browser tmux redis chaos kill-loop cluster-test bench bench-gateway clean official-tools eval-demo
+.PHONY: setup llama serve serve-quality test test-fast models browser tmux redis chaos kill-loop cluster-test bench bench-gateway clean official-tools eval-demo
 
 setup: $(STAMP) models
 
@@ -37,13 +39,27 @@ models: $(STAMP)
 serve: setup
 	$(BIN)/colm-serve run serve_config.yaml
 
+# llama.cpp's prebuilt CPU library (llama-cpp-cffi, MIT), for the stand-in's `backend: llama_cpp`. Its
+# Python package pins transformers<5 and huggingface-hub<0.29; only its C library is used
+# (colm_serve/client_model/llama_lib.py), so it goes in without dependencies, and cffi beside it.
+llama: $(LLAMA_STAMP)
+
+$(LLAMA_STAMP): $(STAMP)
+	@# Its library needs a newer libstdc++ than Debian 12's; llama_lib.py compiles the one missing function with g++.
+	@command -v g++ >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null); } || true
+	$(BIN)/python -m pip install --quiet --no-deps "llama-cpp-cffi==0.4.42"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) cffi
+	$(BIN)/python -c "from colm_serve.client_model import llama_lib; llama_lib.load(); print('llama.cpp ok')"
+	touch $@
+
 # The quality set-up (deploy/serve_config.quality.yaml): the Qwen2.5-Coder 1.5B as the server and the
 # 0.5B as the client model (QUALITY_CLIENT=smollm2-135m-instruct for the small one), on 127.0.0.1:8000.
 # The first run prepares 1.6 GB of models; benchmarks/quality.py measures it.
 QUALITY_CLIENT ?= qwen2.5-coder-0.5b-instruct
 QUALITY_CONFIG := $(VENV)/serve_config.quality.yaml
 
-serve-quality: setup
+serve-quality: setup llama
 	$(BIN)/colm-serve prepare-models --set quality
 	sed 's|model: qwen2.5-coder-0.5b-instruct  # the client model|model: $(QUALITY_CLIENT)  # the client model|' \
 	  deploy/serve_config.quality.yaml > $(QUALITY_CONFIG)
@@ -82,10 +98,10 @@ tmux:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) || \
 	  echo "tmux not installed: the colm-chat terminal test will be skipped (it fails under CI)"; }
 
-test: setup browser tmux redis official-tools
+test: setup llama browser tmux redis official-tools
 	$(BIN)/python -m pytest
 
-test-fast: setup tmux redis official-tools
+test-fast: setup llama tmux redis official-tools
 	$(BIN)/python -m pytest -m "not serve"
 
 # Against a running app (`make serve` in another shell): server cost per strategy at realistic

@@ -1,5 +1,6 @@
 """benchmarks/quality.py's arithmetic and its printout: the cascade's calibration, one row per
-arm, the paired tests, CPT and the accuracy-against-cost plot. Pure functions of the answers."""
+arm (computed in clients/eval/checkable/arms.py, which `colm-eval table --checkable` prints too),
+the paired tests, CPT and the accuracy-against-cost plot. Pure functions of the answers."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from clients.eval.checkable import metrics, thresholds
+from clients.eval.checkable.arms import CLIENT, SERVER, ArmRow, QualityRun, by_arm, summarise
 
 SIGNALS = ("mean", "min", "p10", "window", "brevity")
-CLIENT, SERVER = "client alone", "server alone"
 
 
 def fit_cascade(drafts, *, alpha: float) -> dict:
@@ -32,54 +33,9 @@ def _as_dicts(answers) -> list[dict]:
     return [a if isinstance(a, dict) else a.__dict__ for a in answers]
 
 
-def by_arm(answers: list[dict]) -> dict[str, dict[tuple[str, str], dict]]:
-    table: dict[str, dict] = defaultdict(dict)
-    for a in answers:
-        table[a["arm"]][(a["task"], a["pid"])] = a
-    return table
-
-
-def rows(results: dict, *, seed: int = 0) -> tuple[list[dict], list[tuple[str, str]]]:
-    table = by_arm(results["answers"])
-    problems = sorted(table[SERVER])
-    vec = {arm: [int(table[arm][p]["correct"]) for p in problems] for arm in results["arms"]}
-    server_cost = sum(table[SERVER][p]["cost_usd"] for p in problems) / len(problems)
-    acc = {arm: sum(v) / len(v) for arm, v in vec.items()}
-    out = []
-    for arm in results["arms"]:
-        mine = [table[arm][p] for p in problems]
-        cost = sum(a["cost_usd"] for a in mine) / len(mine)
-        lo, hi = metrics.wilson(sum(vec[arm]), len(problems))
-        escalated = [a["escalated"] for a in mine if a["escalated"] is not None]
-        row = {"arm": arm, "correct": sum(vec[arm]), "n": len(problems), "accuracy": acc[arm], "ci95": (lo, hi),
-               "cost_per_answer": cost, "ratio": cost / server_cost if server_cost else float("nan"),
-               "errors": sum(1 for a in mine if a["error"]),
-               "escalation": sum(escalated) / len(escalated) if escalated and "cascade" in arm else None,
-               "by_task": _by_task(mine)}
-        if acc[SERVER] != acc[CLIENT]:
-            row["pgr"] = metrics.pgr(acc[arm], acc[CLIENT], acc[SERVER])
-            row["pgr90"] = _interval(vec[arm], vec[CLIENT], vec[SERVER], seed=seed)
-        out.append(row)
-    return out, problems
-
-
-def _by_task(answers: list[dict]) -> dict[str, str]:
-    groups: dict[str, list[bool]] = defaultdict(list)
-    for a in answers:
-        groups[a["task"]].append(a["correct"])
-    return {t: f"{sum(v)}/{len(v)}" for t, v in sorted(groups.items())}
-
-
-def _interval(arm, client, server, *, seed: int) -> tuple[float, float] | None:
-    try:
-        return metrics.paired_bootstrap_pgr(arm, client, server, seed=seed)
-    except ValueError:
-        return None
-
-
 def render(results: dict, *, png: Path | None = None) -> str:
-    table, (arms, problems) = by_arm(results["answers"]), rows(results)
-    fit = results["fit"]
+    run = QualityRun.model_validate(results)
+    arms, problems, fit = summarise(run), run.problems, results["fit"]
     lines = [f"# Quality against cost: {len(problems)} test problems ({_count(problems)}), {results['setup']}",
              f"# wall time {results['wall_s']} s",
              "",
@@ -89,19 +45,22 @@ def render(results: dict, *, png: Path | None = None) -> str:
              f"{fit['alpha']:.0%}; {fit['let_through_calibration']:.1%} on calibration)",
              "",
              f"{'arm':<20} {'accuracy':>8} {'95% CI':>15} {'$/answer':>10} {'ratio':>6} {'PGR':>6} "
-             f"{'PGR 90% CI':>15} {'escal.':>6} {'err':>3}  per task"]
-    for r in arms:
-        pgr = f"{r['pgr']:6.2f}" if "pgr" in r else "   n/a"
-        ci = f"[{r['pgr90'][0]:5.2f}, {r['pgr90'][1]:5.2f}]" if r.get("pgr90") else " " * 15
-        esc = f"{r['escalation']:6.0%}" if r["escalation"] is not None else " " * 6
-        lines.append(f"{r['arm']:<20} {r['accuracy']:8.1%} [{r['ci95'][0]:5.1%}, {r['ci95'][1]:5.1%}] "
-                     f"{r['cost_per_answer']:10.6f} {r['ratio']:6.2f} {pgr} {ci:>15} {esc} {r['errors']:3d}  "
-                     + " ".join(f"{t} {v}" for t, v in r["by_task"].items()))
-    lines += ["", *_tests(table, problems, fit)]
+             f"{'PGR 90% CI':>15} {'escal.':>6} {'err':>3}  per task",
+             *map(_line, arms),
+             "", *_tests(by_arm(run.answers), problems, fit)]
     if png:
         plot(arms, png)
         lines.append(f"plot: {png}")
     return "\n".join(lines) + "\n"
+
+
+def _line(r: ArmRow) -> str:
+    pgr = f"{r.pgr:6.2f}" if r.pgr is not None else "   n/a"
+    ratio = f"{r.ratio:6.2f}" if r.ratio is not None else "   n/a"
+    ci = f"[{r.pgr90[0]:5.2f}, {r.pgr90[1]:5.2f}]" if r.pgr90 else " " * 15
+    esc = f"{r.escalation:6.0%}" if r.escalation is not None else " " * 6
+    return (f"{r.arm:<20} {r.accuracy:8.1%} [{r.ci95[0]:5.1%}, {r.ci95[1]:5.1%}] {r.cost_per_answer:10.6f} {ratio} "
+            f"{pgr} {ci:>15} {esc} {r.errors:3d}  " + " ".join(f"{t} {s.correct}/{s.n}" for t, s in r.by_task.items()))
 
 
 def _count(problems) -> str:
@@ -112,16 +71,16 @@ def _count(problems) -> str:
 
 
 def _tests(table, problems, fit) -> list[str]:
-    client = [int(table[CLIENT][p]["correct"]) for p in problems]
-    server = [int(table[SERVER][p]["correct"]) for p in problems]
+    client = [int(table[CLIENT][p].right) for p in problems]
+    server = [int(table[SERVER][p].right) for p in problems]
     test = metrics.mcnemar_exact(server, client)
     out = [f"server vs client, exact McNemar: p = {test.p_value:.2g} (server right and client wrong on {test.b}, "
            f"the reverse on {test.c})"]
     drafts = [table[CLIENT][p] for p in problems]
-    aurocs = {s: _defined(metrics.auroc, [d["confidence"].get(s, 0.0) for d in drafts], client) for s in SIGNALS}
+    aurocs = {s: _defined(metrics.auroc, [d.confidence.get(s, 0.0) for d in drafts], client) for s in SIGNALS}
     out.append("AUROC on the test split (client drafts, right against wrong): "
                + ", ".join(f"{s} {'n/a' if v is None else f'{v:.3f}'}" for s, v in aurocs.items()))
-    scores = [d["confidence"].get(fit["signal"], 0.0) for d in drafts]
+    scores = [d.confidence.get(fit["signal"], 0.0) for d in drafts]
     out.append(f"cascade's {fit['signal']} threshold lets through {thresholds.let_through(scores, client, fit['threshold']):.1%} "
                f"wrong answers on the test split (bound {fit['alpha']:.0%})")
     for target in (0.5, 0.8):
@@ -140,22 +99,21 @@ def _defined(fn, *args):
         return None
 
 
-def plot(arms: list[dict], png: Path) -> None:
+def plot(arms: list[ArmRow], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_name = {r["arm"]: r for r in arms}
+    by_name = {r.arm: r for r in arms}
     fig, ax = plt.subplots(figsize=(7.5, 5))
     client, server = by_name[CLIENT], by_name[SERVER]
-    ax.plot([client["cost_per_answer"], server["cost_per_answer"]], [client["accuracy"], server["accuracy"]],
+    ax.plot([client.cost_per_answer, server.cost_per_answer], [client.accuracy, server.accuracy],
             "--", color="grey", label="random mix of client and server")
     for r in arms:
-        lo, hi = r["ci95"]
-        ax.errorbar(r["cost_per_answer"], r["accuracy"], yerr=[[r["accuracy"] - lo], [hi - r["accuracy"]]], fmt="o",
-                    capsize=3)
-        ax.annotate(r["arm"], (r["cost_per_answer"], r["accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        lo, hi = r.ci95
+        ax.errorbar(r.cost_per_answer, r.accuracy, yerr=[[r.accuracy - lo], [hi - r.accuracy]], fmt="o", capsize=3)
+        ax.annotate(r.arm, (r.cost_per_answer, r.accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel("server cost per answer (USD, as billed)")
     ax.set_ylabel("accuracy (GSM8K, HumanEval, MBPP pooled)")
     ax.set_title("Quality against cost (95% Wilson intervals)")

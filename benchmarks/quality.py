@@ -152,15 +152,16 @@ def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answe
 
 
 async def cascade_arms(client, sandbox, arms: list[Arm], test, drafts: list[Answer], fit: dict, args) -> list[Answer]:
-    out = []
-    for arm in arms:
+    """Every cascade arm at once (its unsure problems through the app, the rest from the drafts)."""
+    async def one(arm: Arm) -> list[Answer]:
         kept, unsure = shared_drafts(arm, drafts, fit)
         sent = await run_arms(client, sandbox, [arm], [p for p in test if (p.task, p.id) in unsure], args)
         differ = [a.pid for a in sent if a.escalated is False]
         if differ:  # the app re-drafted and scored above the threshold: the drafts were not the same
             print(f"  {arm.name}: {len(differ)} re-drafts stood where the shared draft did not: {differ}", flush=True)
-        out += kept + sent
-    return out
+        return kept + sent
+
+    return [answer for answers in await asyncio.gather(*(one(arm) for arm in arms)) for answer in answers]
 
 
 async def main_async(args: argparse.Namespace) -> dict:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 # The cascade's confidence scores (colm_serve/collab/confidence.py names one function for each).
 ConfidenceSignal = Literal["mean", "min", "p10", "window", "brevity"]
@@ -85,8 +85,8 @@ class ServeLimits(Strict):
         return cls(ongoing=ongoing, queued=ongoing)
 
 
-class EngineConfig(Strict):
-    """vLLM engine arguments for a locally served model."""
+class LocalModel(Strict):
+    """Which model a local engine runs, and its context and batch."""
 
     model: str = Field(
         "smollm2-135m-instruct",
@@ -94,9 +94,23 @@ class EngineConfig(Strict):
         "cache dir), or a Hugging Face repo id.",
     )
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="Where prepared models live (env COLM_MODEL_DIR).")
-    dtype: str = "bfloat16"
     max_model_len: int = Field(2048, ge=64)
     max_num_seqs: int = Field(32, ge=1)
+
+    def resolved_model(self) -> str:
+        if Path(self.model).expanduser().is_dir():
+            return str(Path(self.model).expanduser())
+        prepared = self.model_dir.expanduser() / self.model
+        if prepared.is_dir():
+            return str(prepared)
+        return self.model
+
+
+class EngineConfig(LocalModel):
+    """vLLM engine arguments for a locally served model."""
+
+    backend: Literal["vllm"] = "vllm"
+    dtype: str = "bfloat16"
     kv_cache_space_gib: float = Field(1.0, gt=0, description="CPU builds: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
     cpu_cores: str | None = Field(
         None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
@@ -109,13 +123,42 @@ class EngineConfig(Strict):
     seed: int = 0
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed through to AsyncEngineArgs.")
 
-    def resolved_model(self) -> str:
-        if Path(self.model).expanduser().is_dir():
-            return str(Path(self.model).expanduser())
-        prepared = self.model_dir.expanduser() / self.model
-        if prepared.is_dir():
-            return str(prepared)
-        return self.model
+
+class LlamaCppConfig(LocalModel):
+    """llama.cpp running a model's GGUF (kept by `prepare-models` beside the converted weights) on
+    the CPU: the stand-in's other engine, several times faster than vLLM's CPU build for a
+    quantized model on a host without bf16 instructions (docs/quality.md)."""
+
+    backend: Literal["llama_cpp"]
+    max_num_seqs: int = Field(8, ge=1, description="Sequences decoded together, one token each per step.")
+    threads: int = Field(2, ge=1, description="llama.cpp compute threads.")
+    batch_tokens: int = Field(512, ge=32, description="Tokens per step: every running sequence's next one, then prompt chunks.")
+    kept_prefixes: int = Field(
+        8, ge=0, description="Finished answers whose KV cells stay cached for prompts that start alike (prefix "
+        "caching); each may hold max_model_len tokens of KV memory.")
+    cpu_cores: str | None = Field(
+        None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        description="The cores llama.cpp's threads run on, e.g. '1' or '0-3'; unset, wherever the OS puts them. "
+        "Give it cores of its own when a vLLM engine computes beside it.")
+
+    def core_set(self) -> set[int] | None:
+        if self.cpu_cores is None:
+            return None
+        spans = [part.split("-") for part in self.cpu_cores.split(",")]
+        return {core for span in spans for core in range(int(span[0]), int(span[-1]) + 1)}
+
+
+def _backend(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("backend", "vllm")
+    return getattr(value, "backend", "vllm")
+
+
+# vLLM unless `backend: llama_cpp` says otherwise, so configs written before the choice stay valid.
+StandInEngine = Annotated[
+    Annotated[EngineConfig, Tag("vllm")] | Annotated[LlamaCppConfig, Tag("llama_cpp")],
+    Discriminator(_backend),
+]
 
 
 class ClientModelConfig(Strict):
@@ -424,7 +467,7 @@ class AppArgs(Strict):
 class StandInArgs(Strict):
     """Arguments of `colm_serve.stand_in.app:build_stand_in_app`: the embedded OpenAI-compatible server."""
 
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: StandInEngine = Field(default_factory=EngineConfig)
     served_models: list[str] = Field(min_length=1, description="Model ids it answers to (aliases of one engine).")
     deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=0.5))
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)

@@ -7,7 +7,8 @@ Two kinds of source:
   and sha256 before anything reads it (the quality set-up's Qwen2.5-Coder models).
 
 Either way the GGUF is de-quantized with transformers into a bf16 safetensors folder that vLLM
-loads, and the result is verified by tokenizing with its chat template. Preparation is idempotent:
+loads, and the result is verified by tokenizing with its chat template. The GGUF itself is kept in
+the model's `gguf/` folder for the llama.cpp engine. Preparation is idempotent:
 a finished model carries a marker and is not prepared again.
 """
 
@@ -140,21 +141,39 @@ def prepare(name: str, model_dir: Path, *, force: bool = False) -> Path:
     model_dir = model_dir.expanduser()
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / name
+    source = SOURCES[name]
     if (target / _DONE_MARKER).exists() and not force:
+        if not _kept_gguf(target).exists():  # prepared before the GGUF was kept: fetch it alone
+            with tempfile.TemporaryDirectory(prefix="colm-prepare-", dir=model_dir) as tmp:
+                _keep_gguf(source.fetch(Path(tmp)), target)
         logger.info("model %s already prepared at %s", name, target)
         return target
-    source = SOURCES[name]
     with tempfile.TemporaryDirectory(prefix="colm-prepare-", dir=model_dir) as tmp:
         gguf = source.fetch(Path(tmp))
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         _convert(gguf, staging)
         verify(staging)
+        _keep_gguf(gguf, staging)
         (staging / _DONE_MARKER).write_text(json.dumps(source.provenance()))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     logger.info("prepared %s at %s", name, target)
     return target
+
+
+def _kept_gguf(target: Path) -> Path:
+    """Where the GGUF stays beside the converted weights, for llama.cpp (LlamaCppEngine); a folder
+    of its own, so that vLLM, which reads the top folder's weights, never sees it."""
+    return target / "gguf" / f"{target.name.removesuffix('.partial')}.gguf"
+
+
+def _keep_gguf(gguf: Path, target: Path) -> None:
+    kept = _kept_gguf(target)
+    kept.parent.mkdir(exist_ok=True)
+    partial = kept.with_suffix(".partial")
+    shutil.move(gguf, partial)
+    partial.rename(kept)
 
 
 def _convert(gguf: Path, out: Path) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from clients.eval import checkable_table
+from clients.eval.checkable.arms import read_run
 from clients.eval.config import (
     BENCHES,
     Endpoint,
@@ -30,6 +32,7 @@ from clients.eval.demo import DemoArgs, demo
 from clients.eval.formats.jsonio import FormatError
 from clients.eval.generate import generate
 from clients.eval.judging import judge
+from clients.eval.results import Row
 from clients.eval.table import collect, plot, render, write_csv
 
 logger = logging.getLogger("clients.eval")
@@ -88,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     tab = sub.add_parser("table", help="print quality beside cost for every model id")
     tab.add_argument("--out-dir", type=Path, default=Path("eval_out"))
     tab.add_argument("--bench", dest="benches", action="append", choices=BENCHES, help="repeatable; default all")
-    tab.add_argument("--plot", type=Path, help="write a quality-vs-cost PNG here")
-    tab.add_argument("--csv", type=Path, help="write the table as CSV here")
+    tab.add_argument("--plot", type=Path, help="write a quality-vs-cost PNG of the judged outputs here")
+    tab.add_argument("--csv", type=Path, help="write the table as CSV here (the --checkable rows go beside it, "
+                     "to <stem>-checkable.csv)")
+    tab.add_argument("--checkable", type=Path, help="an answers.json written by benchmarks/quality.py: also print "
+                     "accuracy on GSM8K, HumanEval and MBPP beside cost, one row per arm")
     tab.add_argument("--cost-baseline", help="output name of the server alone for the cost ratio "
                      "(default: the one server__* output)")
 
@@ -141,22 +147,33 @@ def run_judge(ns: argparse.Namespace) -> int:
 
 
 def show_table(args: TableArgs) -> int:
+    run = read_run(args.checkable) if args.checkable else None  # a bad file stops us before any output
     table_rows = collect(args)
-    if not table_rows:
+    if not table_rows and run is None:
         print(f"no answers under {args.out_dir}", file=sys.stderr)
         return 1
-    render(table_rows, Console(width=200))
+    console = Console(width=200)
+    if table_rows:
+        _show_judged(table_rows, args, console)
+    elif args.plot:
+        print(f"no judged answers under {args.out_dir}: no plot written", file=sys.stderr)
+    if run is not None:
+        checkable_table.show(run, source=args.checkable, csv=args.csv, console=console)
+    return 0
+
+
+def _show_judged(table_rows: list[Row], args: TableArgs, console: Console) -> None:
+    render(table_rows, console)
     if args.csv:
         write_csv(table_rows, args.csv)
         print(f"table written to {args.csv}")
     if args.plot:
         print(f"plot of {plot(table_rows, args.plot)} judged model ids written to {args.plot}")
-    return 0
 
 
 def run_table(ns: argparse.Namespace) -> int:
     return show_table(TableArgs(out_dir=ns.out_dir, benches=ns.benches or list(BENCHES), plot=ns.plot, csv=ns.csv,
-                                cost_baseline=ns.cost_baseline))
+                                cost_baseline=ns.cost_baseline, checkable=ns.checkable))
 
 
 def run_demo(ns: argparse.Namespace) -> int:

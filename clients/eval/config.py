@@ -72,3 +72,5 @@ class TableArgs(Strict):
         None, description="Output name of the server alone, for the cost ratio (default: the one server__* output).")
     plot: Path | None = None
     csv: Path | None = None
+    checkable: Path | None = Field(
+        None, description="answers.json of benchmarks/quality.py: accuracy beside cost per arm, after the judged table.")

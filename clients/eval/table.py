@@ -31,7 +31,11 @@ def collect(args: TableArgs) -> list[Row]:
 
 
 def cell(row: Row, field: str, fmt: str) -> str:
-    value = getattr(row, field)
+    return shown(getattr(row, field), fmt)
+
+
+def shown(value: object, fmt: str) -> str:
+    """The value formatted, or "-" where it is undefined (no cost reported, no gap to recover)."""
     return "-" if value is None else fmt.format(value)
 
 
@@ -64,11 +68,15 @@ def render(table_rows: list[Row], console: Console) -> None:
 
 
 def write_csv(table_rows: list[Row], path: Path) -> None:
+    write_records([r.model_dump() for r in table_rows], fields=list(Row.model_fields), path=path)
+
+
+def write_records(records: list[dict], *, fields: list[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(Row.model_fields))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(r.model_dump() for r in table_rows)
+        writer.writerows(records)
 
 
 def plot(table_rows: list[Row], path: Path) -> int:

@@ -1,13 +1,11 @@
 """LLMEngine: a Ray Serve deployment class around vLLM's AsyncLLM.
 
-It serves the client model (`ClientModel`) and the embedded stand-in for remote servers.
-Prompts are chat-templated and tokenized here, so that prompt length is checked against the
-context with exact token counts before the engine sees it.
+It serves the client model (`ClientModel`) and, by default, the embedded stand-in for remote
+servers (`llama_engine.LlamaCppEngine` is the other choice there).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
@@ -16,6 +14,7 @@ from contextlib import aclosing
 from typing import Any, Callable
 
 from colm_serve.client_model import reaper
+from colm_serve.client_model.local_engine import LocalEngine, load_tokenizer
 from colm_serve.client_model.types import (
     Generation,
     GenerationDelta,
@@ -25,9 +24,7 @@ from colm_serve.client_model.types import (
     TopLogprob,
 )
 from colm_serve.config import EngineConfig
-from colm_serve.deadline import Deadline
-from colm_serve.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
-from colm_serve.fairness import FairQueue
+from colm_serve.errors import InvalidRequest, ServiceUnavailable
 
 logger = logging.getLogger("colm_serve.engine")
 
@@ -50,13 +47,7 @@ def _default_engine_factory(config: EngineConfig, model: str) -> Any:
     return AsyncLLM.from_engine_args(args)
 
 
-def _default_tokenizer_factory(model: str) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model)
-
-
-class LLMEngine:
+class LLMEngine(LocalEngine):
     """Chat generation over one vLLM engine; `engine_factory` lets tests inject a fake."""
 
     def __init__(
@@ -69,8 +60,6 @@ class LLMEngine:
         tokenizer_factory: Callable[[str], Any] | None = None,
         reap: bool | None = None,
     ) -> None:
-        self._config = config
-        self._default_max_tokens = default_max_tokens
         model = config.resolved_model()
         # Read by the CPU build when the engine process starts; ignored on GPU.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(config.kv_cache_space_gib))))
@@ -81,38 +70,9 @@ class LLMEngine:
         # the engine starts, then. By default only a Ray actor needs one (reaper.in_ray_actor).
         reap = reaper.in_ray_actor() if reap is None else reap
         self._reaper = reaper.guard() if reap else None
-        self._tokenizer = (tokenizer_factory or _default_tokenizer_factory)(model)
+        super().__init__(config, default_max_tokens=default_max_tokens, queue_limit=queue_limit,
+                         tokenizer=(tokenizer_factory or load_tokenizer)(model))
         self._engine = (engine_factory or _default_engine_factory)(config, model)
-        # Generations in progress, and those their caller abandoned (client gone, deadline).
-        self._in_flight, self._aborted = 0, 0
-        # The engine batches max_num_seqs at once and queues the rest first come, first served;
-        # this queue in front of it shares those slots fairly among client apps instead.
-        self._queue = FairQueue(max_concurrency=config.max_num_seqs, queue_limit=queue_limit)
-
-    def _tokenize(self, req: GenerationRequest) -> tuple[list[int], int]:
-        ids = self._template(req.messages, continue_final=req.continue_final_message)
-        limit = self._config.max_model_len
-        room = limit - len(ids)
-        if room <= 0:
-            raise ContextLengthExceeded(
-                f"the prompt has {len(ids)} tokens; the client model's context is {limit} tokens"
-            )
-        if req.max_tokens is not None and req.max_tokens > room:
-            raise InvalidRequest(
-                f"max_tokens={req.max_tokens} plus the prompt's {len(ids)} tokens exceeds the context of {limit} tokens",
-                param="max_tokens",
-                code="context_length_exceeded",
-            )
-        return list(ids), min(req.max_tokens or self._default_max_tokens, room)
-
-    def _template(self, messages: list[dict], *, continue_final: bool = False) -> list[int]:
-        """Token ids of the chat-templated prompt; `continue_final` leaves the last (assistant)
-        message open, so the model continues its text instead of starting a new turn."""
-        if continue_final and (not messages or messages[-1].get("role") != "assistant"):
-            raise InvalidRequest("continue_final_message needs an assistant message last", param="messages")
-        mode = {"continue_final_message": True, "add_generation_prompt": False} if continue_final else {"add_generation_prompt": True}
-        ids = self._tokenizer.apply_chat_template(messages, tokenize=True, **mode)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
 
     def _sampling(self, req: GenerationRequest, max_tokens: int, delta: bool) -> Any:
         from vllm import SamplingParams
@@ -146,24 +106,18 @@ class LLMEngine:
         ids, max_tokens = self._tokenize(req)
         request_id = req.request_id or uuid.uuid4().hex
         params = self._sampling(req, max_tokens, delta)
-        self._in_flight += 1
         try:
-            async with self._queue.slot(req.client, req.weight, Deadline.from_wall(req.deadline)):
+            async with self._slot(req):
                 outputs = self._engine.generate({"prompt_token_ids": ids}, params, f"{request_id}-{uuid.uuid4().hex[:6]}")
-                async with aclosing(outputs):
+                async with aclosing(outputs):  # vLLM's generate() aborts the request as this unwinds through it
                     async for out in outputs:
                         yield out
-        except (asyncio.CancelledError, GeneratorExit):
-            self._aborted += 1  # vLLM's generate() aborts the request as this unwinds through it
-            raise
         except Exception as exc:  # an engine failure must reach the caller as a clear 503
             if _request_error(exc):  # vLLM's request checks (logit_bias out of the vocabulary, a bad schema)
                 raise InvalidRequest(str(exc), param=getattr(exc, "parameter", None)) from None
             if type(exc).__name__ in ("EngineDeadError", "EngineGenerateError"):
                 raise ServiceUnavailable(f"the model engine failed: {type(exc).__name__}") from exc
             raise
-        finally:
-            self._in_flight -= 1
 
     async def generate(self, req: GenerationRequest) -> Generation:
         final = None
@@ -215,16 +169,6 @@ class LLMEngine:
                         logprobs=_token_entries(piece, req.top_logprobs) if req.top_logprobs is not None else None,
                     )
 
-    async def count_tokens(self, messages: list[dict]) -> int:
-        return len(self._template(messages))
-
-    def stats(self) -> dict[str, int]:
-        """Counters for tests and operators: a dropped stream must show up as aborted."""
-        return {"in_flight": self._in_flight, "aborted": self._aborted, "waiting": self._queue.waiting}
-
-    def max_model_len(self) -> int:
-        return self._config.max_model_len
-
     async def check_health(self) -> None:
         """Ray Serve calls this periodically; a dead engine marks the replica unhealthy."""
         await self._engine.check_health()
@@ -271,9 +215,6 @@ def _sampled_logprobs(piece: Any) -> list[float]:
     return found
 
 
-LOWEST_LOGPROB = -9999.0  # JSON has no -inf; vLLM's server clamps to the same floor
-
-
 def _token_entries(piece: Any, top: int) -> list[TokenLogprob]:
     """Each token of one piece in OpenAI's logprobs shape: the token, its log-probability and
     bytes, and the `top` most likely alternatives at its position (vLLM gives a dict per position
@@ -292,5 +233,4 @@ def _token_entries(piece: Any, top: int) -> list[TokenLogprob]:
 
 def _alternative(entry: Any, token_id: int) -> TopLogprob:
     token = entry.decoded_token if entry is not None and entry.decoded_token is not None else f"token_id:{token_id}"
-    logprob = LOWEST_LOGPROB if entry is None else max(entry.logprob, LOWEST_LOGPROB)
-    return TopLogprob(token=token, logprob=logprob, bytes=list(token.encode("utf-8", errors="replace")))
+    return TopLogprob.of(token, None if entry is None else entry.logprob)

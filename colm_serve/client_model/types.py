@@ -8,12 +8,21 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 
+LOWEST_LOGPROB = -9999.0  # JSON has no -inf; vLLM's server clamps to the same floor
+
+
 class TopLogprob(BaseModel):
     """A token and its log-probability, as OpenAI's `logprobs.content[].top_logprobs[]`."""
 
     token: str
     logprob: float
     bytes: list[int] | None = None
+
+    @classmethod
+    def of(cls, token: str, logprob: float | None) -> "TopLogprob":
+        """A token's entry, its log-probability clamped to what JSON can carry (None: unknown, lowest)."""
+        return cls(token=token, logprob=LOWEST_LOGPROB if logprob is None else max(logprob, LOWEST_LOGPROB),
+                   bytes=list(token.encode("utf-8", errors="replace")))
 
 
 class TokenLogprob(TopLogprob):

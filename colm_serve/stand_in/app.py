@@ -13,7 +13,8 @@ from ray import serve
 from ray.serve import Application
 
 from colm_serve.client_model.engine import LLMEngine
-from colm_serve.config import StandInArgs
+from colm_serve.client_model.llama_engine import LlamaCppEngine
+from colm_serve.config import LlamaCppConfig, StandInArgs
 from colm_serve.stand_in.service import StandInService
 
 
@@ -21,7 +22,9 @@ def build_stand_in_app(raw_args: dict[str, Any]) -> Application:
     """The embedded OpenAI-compatible server that stands in for cloud providers offline."""
     args = StandInArgs.model_validate(raw_args)
     limits = args.serve_limits()
-    engine = serve.deployment(LLMEngine, **args.deployment.serve_options("StandInEngine", limits["StandInEngine"])).bind(
+    # llama.cpp's library is loaded in the replica that runs it (`make llama` installs it).
+    engine_class = LlamaCppEngine if isinstance(args.engine, LlamaCppConfig) else LLMEngine
+    engine = serve.deployment(engine_class, **args.deployment.serve_options("StandInEngine", limits["StandInEngine"])).bind(
         args.engine, default_max_tokens=args.default_max_tokens, queue_limit=args.queue_limit
     )
     ingress = serve.deployment(serve.ingress()(StandInService), **args.ingress.serve_options("StandIn", limits["StandIn"]))
