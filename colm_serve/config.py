@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 # The cascade's confidence scores (colm_serve/collab/confidence.py names one function for each).
 ConfidenceSignal = Literal["mean", "min", "p10", "window", "brevity"]
+CORE_LIST = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"  # CPU cores as Linux lists them: "1", "0-3", "0,2-3"
 DEFAULT_MODEL_DIR = Path(os.environ.get("COLM_MODEL_DIR", Path.home() / ".cache" / "colm" / "models"))
 
 
@@ -113,7 +114,7 @@ class EngineConfig(LocalModel):
     dtype: str = "bfloat16"
     kv_cache_space_gib: float = Field(1.0, gt=0, description="CPU builds: KV cache size (VLLM_CPU_KVCACHE_SPACE).")
     cpu_cores: str | None = Field(
-        None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        None, pattern=CORE_LIST,
         description="CPU builds: the cores this engine's compute threads are bound to (VLLM_CPU_OMP_THREADS_BIND), "
         "e.g. '1' or '0-3'. Unset, vLLM binds every engine on the host to the same cores (all but one), so two "
         "busy engines on one host take turns on them: give each its own.")
@@ -137,7 +138,7 @@ class LlamaCppConfig(LocalModel):
         8, ge=0, description="Finished answers whose KV cells stay cached for prompts that start alike (prefix "
         "caching); each may hold max_model_len tokens of KV memory.")
     cpu_cores: str | None = Field(
-        None, pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        None, pattern=CORE_LIST,
         description="The cores llama.cpp's threads run on, e.g. '1' or '0-3'; unset, wherever the OS puts them. "
         "Give it cores of its own when a vLLM engine computes beside it.")
 
