@@ -18,7 +18,7 @@ X-Colm-Bench-Fill-Server-Caps header), and the client model's answer in the `col
 draft reads a full-length one. The 135M stand-in writes short answers, which would flatter
 nothing and prove nothing; this way the ratio is the worst case for CoLM.
 
-    python benchmarks/cost.py --realistic-lengths [--questions 24] [--png docs/cost.png]
+    python benchmarks/cost.py --realistic-lengths [--questions 24] [--deadline-s 1800] [--png docs/cost.png]
 """
 
 from __future__ import annotations
@@ -98,9 +98,11 @@ def arms(info: dict, *, realistic: bool) -> list[Arm]:
     return found
 
 
-async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, max_tokens: int) -> Answer:
+async def ask(client: openai.AsyncOpenAI, arm: Arm, index: int, question: str, max_tokens: int,
+              deadline_s: float) -> Answer:
     out, t0 = Answer(arm.name, index), time.perf_counter()
-    body = {"colm": {**(arm.colm or {}), "trace": True, "cache": False}} if arm.model == "colm" else {"colm": {"cache": False}}
+    common = {"cache": False, "deadline_s": deadline_s}
+    body = {"colm": {**(arm.colm or {}), "trace": True, **common}} if arm.model == "colm" else {"colm": common}
     try:
         stream = await client.chat.completions.create(
             model=arm.model, messages=[{"role": "user", "content": question}], max_tokens=max_tokens, stream=True,
@@ -124,12 +126,12 @@ async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str], str]:
     async with httpx.AsyncClient(timeout=30) as http:
         info = (await http.get(f"{args.base_url}/colm/strategies")).json()
         info["models"] = [m["id"] for m in (await http.get(f"{args.base_url}/models")).json()["data"]]
-    client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=900)
+    client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, timeout=args.deadline_s + 60)
     chosen = arms(info, realistic=args.realistic_lengths)
     questions = sample(args.questions)
     rng, gate = random.Random(7), asyncio.Semaphore(args.concurrency)
     print(f"{len(questions)} questions x {len(chosen)} arms, {args.concurrency} at a time, "
-          f"{'realistic lengths (server steps write their whole caps)' if args.realistic_lengths else 'natural lengths'}")
+          f"deadline {args.deadline_s:.0f} s, {'realistic lengths (server steps write their whole caps)' if args.realistic_lengths else 'natural lengths'}")
 
     async def question_round(index: int, question: str) -> list[Answer]:
         order = chosen[:]
@@ -138,7 +140,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Answer], list[str], str]:
         for arm in order:
             async with gate:
                 limit = SERVER_ALONE_TOKENS if arm.model.startswith("server/") or args.realistic_lengths else args.max_tokens
-                answers.append(await ask(client, arm, index, question, limit))
+                answers.append(await ask(client, arm, index, question, limit, args.deadline_s))
         return answers
 
     rounds = await asyncio.gather(*(question_round(i, q) for i, q in enumerate(questions)))
@@ -227,6 +229,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=384,
                         help="The client model's answer budget in colm arms (--realistic-lengths: 470, written in full).")
     parser.add_argument("--realistic-lengths", action="store_true")
+    parser.add_argument("--deadline-s", type=float, default=1800.0,
+                        help="Every answer's deadline (colm.deadline_s). This measures cost, not speed: on a small "
+                             "host a realistic-length guide answer outlives the router's default 300 s.")
     parser.add_argument("--png", type=Path, default=Path("docs/cost.png"))
     parser.add_argument("--json", type=Path, help="Also write every answer's figures here.")
     args = parser.parse_args()
