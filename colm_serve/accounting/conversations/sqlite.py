@@ -1,6 +1,6 @@
-"""Stored responses in the ledger's sqlite file, through the ledger store's own connection and
-thread (one connection per replica, WAL across the replicas of a node). Expired rows are pruned
-at most once a minute, by a write."""
+"""Stored responses in the ledger's sqlite file, through the ledger store's transactions (its
+connections, WAL across the replicas of a node). Expired rows are pruned at most once a
+minute, by a write."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ PRUNE_EVERY_S = 60.0
 
 class SqliteResponses(ResponseStore):
     def __init__(self, ledger: SqliteStore, *, owned: bool = False) -> None:
-        self._ledger = ledger  # its `transaction` runs work on its connection's thread
+        self._ledger = ledger  # its `transaction` runs work on the ledger's connections
         self._owned = owned
         self._ready = False
         self._pruned_at = 0.0
@@ -47,6 +47,7 @@ class SqliteResponses(ResponseStore):
                 db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
 
         await self._ledger.transaction(write)
+        self._ready = True
         if prune:
             self._pruned_at = now
 
@@ -58,6 +59,7 @@ class SqliteResponses(ResponseStore):
             return row[0] if row else None
 
         raw = await self._ledger.transaction(read, write=not self._ready)
+        self._ready = True
         return None if raw is None else StoredResponse.model_validate_json(raw)
 
     async def delete(self, response_id: str, *, owner: str) -> bool:
@@ -65,15 +67,17 @@ class SqliteResponses(ResponseStore):
             self._schema(db)
             return db.execute("DELETE FROM responses WHERE id = ? AND owner = ?", (response_id, owner)).rowcount > 0
 
-        return await self._ledger.transaction(remove)
+        removed = await self._ledger.transaction(remove)
+        self._ready = True
+        return removed
 
     async def aclose(self) -> None:
         if self._owned:
             await self._ledger.aclose()
 
     def _schema(self, db: sqlite3.Connection) -> None:
-        """Creates the table on first use, inside the caller's transaction (runs on the store's thread)."""
+        """Creates the table on first use, inside the caller's transaction; `_ready` is set once
+        that transaction has committed (a transaction may be tried twice: see SqliteStore)."""
         if not self._ready:
             for statement in SCHEMA:
                 db.execute(statement)
-            self._ready = True
