@@ -90,11 +90,12 @@ trap cleanup EXIT
 # Starts Locust headless in the background for $2 seconds, CSVs under $WORK/$1, with $3 users
 # (default $USERS) spawned at $4 per second (default: all at once). Its pid is kept so the
 # exit trap can stop it; stop-timeout lets answers in flight at the end finish, so they count
-# instead of being cut off.
+# instead of being cut off: four `colm` answers at once, written on CPU by the two 1-CPU nodes,
+# have taken over 165 s each on the 2-core host.
 start_locust() {
     local users=${3:-$USERS}
     locust -f "$LOCUSTFILE" --headless --users "$users" --spawn-rate "${4:-$users}" \
-        --run-time "${2}s" --stop-timeout 120 --host "$APP_URL" --csv "$WORK/$1" \
+        --run-time "${2}s" --stop-timeout 300 --host "$APP_URL" --csv "$WORK/$1" \
         --only-summary "${LOCUST_EXTRA[@]}" > "$WORK/locust-$1.log" 2>&1 &
     locust_pid=$!
     locust_started=$SECONDS
