@@ -325,3 +325,24 @@ def test_cluster_test_script_is_valid_bash() -> None:
     assert script.read_text().startswith("#!/usr/bin/env bash\n")
     assert "set -euo pipefail" in script.read_text()
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+RECORDS_HEADER = "start_time,app,persona,model,stream,turn,question_id,ok,e2e_ms\n"
+
+
+@pytest.mark.parametrize(("records", "code", "message"), [
+    ("1,chat-0,chat,colm,True,0,q1,True,190553\n2,math-0,math,colm,False,0,q2,True,190327\n", 0,
+     "locust: 2 requests, 0 failures"),
+    ("1,chat-0,chat,colm,True,0,q1,True,190553\n2,math-0,math,colm,False,0,q2,False,190327\n", 1,
+     "2 requests, 1 failures"),
+    ("", 1, "0 requests"),
+])
+def test_locust_ok_counts_answers_that_finished_in_the_stop_timeout(tmp_path: Path, records: str, code: int,
+                                                                     message: str) -> None:
+    """Locust's own CSV shows none of them (it stops counting at the run time); the load test's
+    record of every request has them."""
+    (tmp_path / "run_stats.csv").write_text(STATS_HEADER + ",Aggregated,0,0,0\n")
+    (tmp_path / "run_colm_requests.csv").write_text(RECORDS_HEADER + records)
+    result = run("locust-ok", "--csv", str(tmp_path / "run"))
+    assert result.returncode == code
+    assert message in (result.stdout + result.stderr)
