@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from loadtest._records import read_records, requests_csv_path
+
 REPLICA_ACTOR = re.compile(r"^SERVE_REPLICA::(?P<app>[^#]+)#(?P<deployment>[^#]+)#(?P<replica>.+)$")
 REQUEST_COUNTER = re.compile(r"^ray_serve_deployment_request_counter(?:_total)?\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -277,11 +279,11 @@ def cmd_locust_ok(args: argparse.Namespace) -> None:
     if not rows:
         raise CheckFailed(f"{path}: no Aggregated row")
     requests, failures = int(rows[0]["Request Count"]), int(rows[0]["Failure Count"])
-    records = Path(f"{args.csv}_colm_requests.csv")
+    records = requests_csv_path(args.csv)
     if records.exists():
-        kept = list(csv.DictReader(records.open()))
+        kept = read_records(records)
         path, requests = records, len(kept)
-        failures = max(failures, sum(r.get("ok") != "True" for r in kept))
+        failures = max(failures, sum(not r.ok for r in kept))
     if requests < args.min_requests or failures:
         raise CheckFailed(f"{path}: {requests} requests, {failures} failures (want {args.min_requests}+ and 0)")
     print(f"locust: {requests} requests, 0 failures")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from colm_serve.accounting.conversations.base import ResponseStore, StoredResponse
 from colm_serve.accounting.stores.base import BudgetStore
@@ -18,6 +20,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires_at)",
 )
 PRUNE_EVERY_S = 60.0
+T = TypeVar("T")
 
 
 class SqliteResponses(ResponseStore):
@@ -46,8 +49,7 @@ class SqliteResponses(ResponseStore):
             if prune:
                 db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
 
-        await self._ledger.transaction(write)
-        self._ready = True
+        await self._transaction(write)
         if prune:
             self._pruned_at = now
 
@@ -58,8 +60,7 @@ class SqliteResponses(ResponseStore):
                              (response_id, owner, now)).fetchone()
             return row[0] if row else None
 
-        raw = await self._ledger.transaction(read, write=not self._ready)
-        self._ready = True
+        raw = await self._transaction(read, write=not self._ready)
         return None if raw is None else StoredResponse.model_validate_json(raw)
 
     async def delete(self, response_id: str, *, owner: str) -> bool:
@@ -67,17 +68,20 @@ class SqliteResponses(ResponseStore):
             self._schema(db)
             return db.execute("DELETE FROM responses WHERE id = ? AND owner = ?", (response_id, owner)).rowcount > 0
 
-        removed = await self._ledger.transaction(remove)
-        self._ready = True
-        return removed
+        return await self._transaction(remove)
 
     async def aclose(self) -> None:
         if self._owned:
             await self._ledger.aclose()
 
+    async def _transaction(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        result = await self._ledger.transaction(work, write=write)
+        self._ready = True  # the table exists once a transaction that made it has committed
+        return result
+
     def _schema(self, db: sqlite3.Connection) -> None:
-        """Creates the table on first use, inside the caller's transaction; `_ready` is set once
-        that transaction has committed (a transaction may be tried twice: see SqliteStore)."""
+        """Creates the table on first use, inside the caller's transaction; `_transaction` sets
+        `_ready` once that has committed (a transaction may be tried twice: see SqliteStore)."""
         if not self._ready:
             for statement in SCHEMA:
                 db.execute(statement)

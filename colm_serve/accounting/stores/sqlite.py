@@ -151,8 +151,8 @@ class SqliteStore(base.BudgetStore):
         return self._loop_conn if threading.get_ident() == self._loop_thread else None
 
     def _committed_on_loop(self) -> None:
-        self._commits += 1
-        if self._commits < CHECKPOINT_EVERY or self._checkpoint is not None:
+        self._commits += 1  # on the loop only while no checkpoint runs (see `transaction`)
+        if self._commits < CHECKPOINT_EVERY:
             return
         self._commits = 0
         self._checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, self._run_checkpoint)
