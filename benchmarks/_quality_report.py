@@ -47,7 +47,7 @@ def render(results: dict, *, png: Path | None = None) -> str:
              f"{'arm':<20} {'accuracy':>8} {'95% CI':>15} {'$/answer':>10} {'ratio':>6} {'PGR':>6} "
              f"{'PGR 90% CI':>15} {'escal.':>6} {'err':>3}  per task",
              *map(_line, arms),
-             "", *_tests(by_arm(run.answers), problems, fit)]
+             "", *_tests(by_arm(run.answers), problems, fit), *_frontier(arms)]
     if png:
         plot(arms, png)
         lines.append(f"plot: {png}")
@@ -61,6 +61,19 @@ def _line(r: ArmRow) -> str:
     esc = f"{r.escalation:6.0%}" if r.escalation is not None else " " * 6
     return (f"{r.arm:<20} {r.accuracy:8.1%} [{r.ci95[0]:5.1%}, {r.ci95[1]:5.1%}] {r.cost_per_answer:10.6f} {ratio} "
             f"{pgr} {ci:>15} {esc} {r.errors:3d}  " + " ".join(f"{t} {s.correct}/{s.n}" for t, s in r.by_task.items()))
+
+
+def _frontier(arms: list[ArmRow], *, pgr: float = 0.5, ratio: float = 0.35) -> list[str]:
+    """Which arms recover PGR >= pgr at a cost ratio <= ratio, and whether the lower end of their PGR
+    interval clears the random mix of client and server at the same cost (whose PGR is its ratio)."""
+    out = []
+    for r in arms:
+        if r.arm in (CLIENT, SERVER) or r.pgr is None or r.ratio is None or not r.pgr90:
+            continue
+        verdict = "holds" if r.pgr >= pgr and r.ratio <= ratio and r.pgr90[0] > r.ratio else "does not hold"
+        out.append(f"{r.arm}: PGR {r.pgr:.2f} (90% lower end {r.pgr90[0]:.2f}) at cost ratio {r.ratio:.2f}, random mix "
+                   f"there {r.ratio:.2f}: PGR >= {pgr} at <= {ratio} above the random mix {verdict}")
+    return out
 
 
 def _count(problems) -> str:

@@ -11,7 +11,10 @@ a sandbox. Decoding is greedy; the response cache is off, so every arm is billed
 2. Test split, every arm side by side: the server alone (`server/<specialist>`, the specialist
    a perfect router picks: qwen-math for GSM8K, qwen-coder for code), the client alone (the
    cascade's drafts, which are the same calls), every strategy, and cascade with every
-   escalation target at the calibrated signal and threshold.
+   escalation target at the calibrated signal and threshold. A cascade shares the calls it has
+   in common with another arm, billed as if it ran alone: a standing draft is the client
+   alone's answer, and an escalation to the server is the server alone's answer where the
+   selector picked the specialist the server alone asked (the same request to the same server).
 
 Per arm: accuracy with its 95% Wilson interval, server cost per answer as billed, the ratio to
 the server alone, PGR with a paired-bootstrap 90% interval, and the escalation rate; then
@@ -139,8 +142,7 @@ async def run_arms(client, sandbox, arms: list[Arm], problems: list[tasks.Proble
 
 def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answer], set[tuple[str, str]]]:
     """A cascade's answers where its draft stands: the client alone's, since the draft is the same
-    greedy call and costs no server token; and the problems whose draft falls below the threshold,
-    which go through the app for real."""
+    greedy call and costs no server token; and the problems whose draft falls below the threshold."""
     kept, unsure = [], set()
     for d in drafts:
         score = d.confidence.get(fit["signal"])
@@ -151,15 +153,38 @@ def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answe
     return kept, unsure
 
 
-async def cascade_arms(client, sandbox, arms: list[Arm], test, drafts: list[Answer], fit: dict, args) -> list[Answer]:
-    """Every cascade arm at once (its unsure problems through the app, the rest from the drafts)."""
+def shared_handovers(arm: Arm, unsure: set[tuple[str, str]], answers: list[Answer]) -> list[Answer]:
+    """cascade->server's escalations that are the server alone's call: the app hands the request as
+    sent to its selected specialist (`server/<name>` with the same body), so where the selector
+    picks the specialist the server alone asked (shepherd's selection of the same question, by the
+    same selector, shows which), the answer and its bill are the server alone's."""
+    if arm.colm.get("escalate_to") != "server":
+        return []
+    by = {(a.arm, a.task, a.pid): a for a in answers}
+    shared = []
+    for task, pid in sorted(unsure):
+        server, shepherd = by.get(("server alone", task, pid)), by.get(("shepherd", task, pid))
+        if server and shepherd and not server.error and shepherd.selected[:1] == [SPECIALIST[task]]:
+            shared.append(Answer(**{**asdict(server), "arm": arm.name, "escalated": True, "selected": shepherd.selected[:1]}))
+    return shared
+
+
+async def cascade_arms(client, sandbox, arms: list[Arm], test, answers: list[Answer], fit: dict, args) -> list[Answer]:
+    """Every cascade arm at once: its confident problems from the drafts, the escalations it shares
+    with the server alone, and the rest of its unsure problems through the app."""
+    drafts = [a for a in answers if a.arm == CLIENT_ALONE.name]
+
     async def one(arm: Arm) -> list[Answer]:
         kept, unsure = shared_drafts(arm, drafts, fit)
+        shared = shared_handovers(arm, unsure, answers)
+        unsure -= {(a.task, a.pid) for a in shared}
         sent = await run_arms(client, sandbox, [arm], [p for p in test if (p.task, p.id) in unsure], args)
         differ = [a.pid for a in sent if a.escalated is False]
         if differ:  # the app re-drafted and scored above the threshold: the drafts were not the same
             print(f"  {arm.name}: {len(differ)} re-drafts stood where the shared draft did not: {differ}", flush=True)
-        return kept + sent
+        print(f"  {arm.name}: {len(kept)} drafts stood, {len(shared)} escalations shared with the server alone, "
+              f"{len(sent)} sent through the app", flush=True)
+        return kept + shared + sent
 
     return [answer for answers in await asyncio.gather(*(one(arm) for arm in arms)) for answer in answers]
 
@@ -180,8 +205,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     print(f"calibrated: signal {fit['signal']} (AUROC {fit['auroc'][fit['signal']]:.3f} on calibration), "
           f"threshold {fit['threshold']:.4f} for at most {args.alpha:.0%} wrong answers let through", flush=True)
     cascades = [a for a in test_arms(fit["signal"], fit["threshold"]) if a.name.startswith("cascade") and a.name in args.arms]
-    answers += await cascade_arms(client, sandbox, cascades, test, [a for a in answers if a.arm == CLIENT_ALONE.name],
-                                  fit, args)
+    answers += await cascade_arms(client, sandbox, cascades, test, answers, fit, args)
     return {"calibration": [asdict(a) for a in drafts], "answers": [asdict(a) for a in answers], "fit": fit,
             "arms": [a.name for a in direct + cascades], "wall_s": round(time.time() - started),
             "setup": setup_line(args)}
@@ -201,7 +225,9 @@ def main() -> None:
     parser.add_argument("--code", type=int, default=40, help="Code problems on the test split (half HumanEval, half MBPP).")
     parser.add_argument("--calibration-gsm8k", type=int, default=40)
     parser.add_argument("--calibration-code", type=int, default=40)
-    parser.add_argument("--alpha", type=float, default=0.1, help="Bound on the share of wrong answers let through.")
+    parser.add_argument("--alpha", type=float, default=0.35,
+                        help="Bound on the share of answers that are wrong drafts let through (the client alone lets "
+                             "through every wrong one); lower escalates more, and costs more.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=24)

@@ -1,0 +1,65 @@
+"""benchmarks/quality.py shares a cascade's calls with the arms that made the same ones, and
+only those: a standing draft is the client alone's answer, and an escalation to the server is
+the server alone's answer only where the selector picked the specialist the server alone asked."""
+
+from __future__ import annotations
+
+from benchmarks.quality import NEVER, Answer, Arm, shared_drafts, shared_handovers
+
+FIT = {"signal": "mean", "threshold": -0.2}
+TO_SERVER = Arm("cascade->server", "colm", {"strategy": "cascade", "threshold": -0.2, "escalate_to": "server"})
+TO_SHEPHERD = Arm("cascade->shepherd", "colm", {"strategy": "cascade", "threshold": -0.2, "escalate_to": "shepherd"})
+
+
+def _draft(pid: str, score: float | None, *, correct: bool = True) -> Answer:
+    return Answer("client alone", "gsm8k", pid, text=f"draft {pid}", correct=correct,
+                  confidence={} if score is None else {"mean": score})
+
+
+def test_a_confident_draft_stands_and_an_unsure_or_unscored_one_does_not():
+    kept, unsure = shared_drafts(TO_SERVER, [_draft("a", -0.1), _draft("b", -0.3), _draft("c", None)], FIT)
+    assert [(k.pid, k.arm, k.escalated, k.cost_usd) for k in kept] == [("a", "cascade->server", False, 0.0)]
+    assert unsure == {("gsm8k", "b"), ("gsm8k", "c")}
+
+
+def test_no_draft_stands_below_a_threshold_no_score_reaches():
+    kept, unsure = shared_drafts(TO_SERVER, [_draft("a", -0.01)], {"signal": "mean", "threshold": -NEVER})
+    assert kept == [] and unsure == {("gsm8k", "a")}
+
+
+def test_an_escalation_shares_the_server_alone_only_where_the_selector_picked_its_specialist():
+    answers = [
+        Answer("server alone", "gsm8k", "b", text="server b", correct=True, cost_usd=0.0004, server_tokens=400),
+        Answer("shepherd", "gsm8k", "b", selected=["qwen-math"]),
+        Answer("server alone", "gsm8k", "c", text="server c", cost_usd=0.0003),
+        Answer("shepherd", "gsm8k", "c", selected=["gpt-conv"]),  # another specialist: another call
+        Answer("server alone", "gsm8k", "d", error="APIError: down"),
+        Answer("shepherd", "gsm8k", "d", selected=["qwen-math"]),
+    ]
+    shared = shared_handovers(TO_SERVER, {("gsm8k", "b"), ("gsm8k", "c"), ("gsm8k", "d"), ("gsm8k", "e")}, answers)
+    assert [(a.pid, a.arm, a.text, a.correct, a.cost_usd, a.server_tokens, a.escalated) for a in shared] == [
+        ("b", "cascade->server", "server b", True, 0.0004, 400, True)]
+
+
+def test_an_escalation_to_shepherd_is_never_shared():
+    answers = [Answer("server alone", "gsm8k", "b", text="server b"), Answer("shepherd", "gsm8k", "b", selected=["qwen-math"])]
+    assert shared_handovers(TO_SHEPHERD, {("gsm8k", "b")}, answers) == []
+
+
+def _row(arm: str, *, pgr: float, lower: float, ratio: float):
+    from clients.eval.checkable.arms import ArmRow, Score
+
+    score = Score(correct=1, n=2)
+    return ArmRow(arm=arm, pooled=score, by_task={}, ci95=(0.1, 0.9), cost_per_answer=ratio, ratio=ratio, pgr=pgr,
+                  pgr90=(lower, pgr + 0.3), escalation=None, errors=0)
+
+
+def test_the_frontier_line_needs_the_pgr_the_cost_and_a_lower_end_above_the_random_mix():
+    from benchmarks._quality_report import _frontier
+
+    lines = _frontier([_row("a", pgr=0.6, lower=0.31, ratio=0.30),   # holds
+                       _row("b", pgr=0.6, lower=0.29, ratio=0.30),   # interval reaches the random mix
+                       _row("c", pgr=0.6, lower=0.50, ratio=0.36),   # too dear
+                       _row("d", pgr=0.49, lower=0.40, ratio=0.20)])  # too little of the gap
+    assert [line.split(":")[0] for line in lines] == ["a", "b", "c", "d"]
+    assert [line.endswith("random mix holds") for line in lines] == [True, False, False, False]
