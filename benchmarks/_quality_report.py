@@ -123,10 +123,12 @@ def plot(arms: list[ArmRow], png: Path) -> None:
     client, server = by_name[CLIENT], by_name[SERVER]
     ax.plot([client.cost_per_answer, server.cost_per_answer], [client.accuracy, server.accuracy],
             "--", color="grey", label="random mix of client and server")
-    for r in arms:
+    for i, r in enumerate(arms):
         lo, hi = r.ci95
         ax.errorbar(r.cost_per_answer, r.accuracy, yerr=[[r.accuracy - lo], [hi - r.accuracy]], fmt="o", capsize=3)
-        ax.annotate(r.arm, (r.cost_per_answer, r.accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        # above and below in turn: arms at a like cost and accuracy would print over each other
+        ax.annotate(r.arm, (r.cost_per_answer, r.accuracy), textcoords="offset points", xytext=(5, 5 if i % 2 else -12),
+                    fontsize=8)
     ax.set_xlabel("server cost per answer (USD, as billed)")
     ax.set_ylabel("accuracy (GSM8K, HumanEval, MBPP pooled)")
     ax.set_title("Quality against cost (95% Wilson intervals)")
