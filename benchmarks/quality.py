@@ -31,7 +31,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import openai
@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo 
 
 from benchmarks import _quality_report as report
 from clients.eval.checkable import tasks
+from clients.eval.checkable.arms import CLIENT, SERVER
 from clients.eval.checkable.graders import grade
 from clients.eval.checkable.sandbox import Sandbox
 
@@ -84,13 +85,13 @@ def sample(*, gsm8k: int, code: int, seed: int, side: str) -> list[tasks.Problem
     return picked
 
 
-CLIENT_ALONE = Arm("client alone", "colm", {"strategy": "cascade", "threshold": NEVER})
+CLIENT_ALONE = Arm(CLIENT, "colm", {"strategy": "cascade", "threshold": NEVER})
 
 
 def test_arms(signal: str, threshold: float) -> list[Arm]:
     cascade = {"strategy": "cascade", "signal": signal, "threshold": threshold}
     return [
-        Arm("server alone", "server"),
+        Arm(SERVER, "server"),
         CLIENT_ALONE,
         Arm("guide", "colm", {"strategy": "guide"}),
         Arm("shepherd", "colm", {"strategy": "shepherd"}),
@@ -149,7 +150,7 @@ def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answe
         if d.error or score is None or score < fit["threshold"]:
             unsure.add((d.task, d.pid))
         else:
-            kept.append(Answer(**{**asdict(d), "arm": arm.name, "escalated": False}))
+            kept.append(replace(d, arm=arm.name, escalated=False))
     return kept, unsure
 
 
@@ -163,9 +164,9 @@ def shared_handovers(arm: Arm, unsure: set[tuple[str, str]], answers: list[Answe
     by = {(a.arm, a.task, a.pid): a for a in answers}
     shared = []
     for task, pid in sorted(unsure):
-        server, shepherd = by.get(("server alone", task, pid)), by.get(("shepherd", task, pid))
+        server, shepherd = by.get((SERVER, task, pid)), by.get(("shepherd", task, pid))
         if server and shepherd and not server.error and shepherd.selected[:1] == [SPECIALIST[task]]:
-            shared.append(Answer(**{**asdict(server), "arm": arm.name, "escalated": True, "selected": shepherd.selected[:1]}))
+            shared.append(replace(server, arm=arm.name, escalated=True, selected=shepherd.selected[:1]))
     return shared
 
 
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=[a.name for a in test_arms("mean", NEVER)],
                         help="A subset of the arms (the server and the client alone are always needed).")
     args = parser.parse_args()
-    args.arms = sorted(set(args.arms) | {"server alone", "client alone"})
+    args.arms = sorted(set(args.arms) | {SERVER, CLIENT_ALONE.name})
     results = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "answers.json").write_text(json.dumps(results, indent=1))
