@@ -14,18 +14,29 @@ from clients.eval.checkable.arms import CLIENT, SERVER, ArmRow, QualityRun, by_a
 SIGNALS = ("mean", "min", "p10", "window", "brevity")
 
 
-def fit_cascade(drafts, *, alpha: float) -> dict:
-    """The signal whose scores best tell right drafts from wrong ones, and its conformal threshold."""
+FAILED_CHECK = -1e6  # a draft that failed its check scores below every threshold: the app escalates it
+
+
+def decision_score(draft, signal: str) -> float | None:
+    """The score the cascade decides on: the signal, or FAILED_CHECK where the draft failed its check."""
+    d = draft if isinstance(draft, dict) else draft.__dict__
+    return FAILED_CHECK if d.get("check") == "failed" else d["confidence"].get(signal)
+
+
+def fit_cascade(drafts, *, alpha: float, check: str = "none") -> dict:
+    """The signal whose decision scores best tell right drafts from wrong ones, and its conformal threshold.
+    With a check, the drafts carry its outcome and a failed one scores FAILED_CHECK under every signal."""
     rows = [d for d in _as_dicts(drafts) if not d["error"] and d["confidence"]]
     correct = [d["correct"] for d in rows]
-    auroc = {s: _defined(metrics.auroc, [d["confidence"][s] for d in rows], correct) for s in SIGNALS}
+    auroc = {s: _defined(metrics.auroc, [decision_score(d, s) for d in rows], correct) for s in SIGNALS}
     auroc = {s: round(v if v is not None else 0.5, 4) for s, v in auroc.items()}  # one class only: no signal tells
     best = max(SIGNALS, key=lambda s: auroc[s])
-    scores = [d["confidence"][best] for d in rows]
+    scores = [decision_score(d, best) for d in rows]
     threshold = thresholds.conformal_threshold(scores, correct, alpha=alpha)
     threshold = 0.0 if math.isinf(threshold) else threshold  # JSON has no infinity; 0 escalates every draft
-    return {"signal": best, "threshold": threshold, "alpha": alpha, "auroc": auroc, "drafts": len(rows),
-            "drafts_correct": sum(correct),
+    return {"signal": best, "threshold": threshold, "alpha": alpha, "check": check, "auroc": auroc,
+            "drafts": len(rows), "drafts_correct": sum(correct),
+            "checks_failed": sum(d.get("check") == "failed" for d in rows),
             "let_through_calibration": round(thresholds.let_through(scores, correct, threshold), 4)}
 
 
@@ -39,7 +50,8 @@ def render(results: dict, *, png: Path | None = None) -> str:
     lines = [f"# Quality against cost: {len(problems)} test problems ({_count(problems)}), {results['setup']}",
              f"# wall time {results['wall_s']} s",
              "",
-             f"cascade calibration ({fit['drafts']} drafts, {fit['drafts_correct']} right): AUROC by signal "
+             f"cascade calibration ({fit['drafts']} drafts, {fit['drafts_correct']} right, "
+             f"check {fit.get('check', 'none')}: {fit.get('checks_failed', 0)} failed it): AUROC by signal "
              + ", ".join(f"{s} {v:.3f}" for s, v in fit["auroc"].items())
              + f"; chose {fit['signal']}, threshold {fit['threshold']:.4f} (conformal, wrong let through <= "
              f"{fit['alpha']:.0%}; {fit['let_through_calibration']:.1%} on calibration)",
@@ -89,11 +101,19 @@ def _tests(table, problems, fit) -> list[str]:
     test = metrics.mcnemar_exact(server, client)
     out = [f"server vs client, exact McNemar: p = {test.p_value:.2g} (server right and client wrong on {test.b}, "
            f"the reverse on {test.c})"]
-    drafts = [table[CLIENT][p] for p in problems]
-    aurocs = {s: _defined(metrics.auroc, [d.confidence.get(s, 0.0) for d in drafts], client) for s in SIGNALS}
+    drafts = [table[CLIENT][p].model_dump() for p in problems]
+    for d in drafts:
+        d["confidence"] = {s: d["confidence"].get(s, 0.0) for s in SIGNALS}
+    aurocs = {s: _defined(metrics.auroc, [d["confidence"][s] for d in drafts], client) for s in SIGNALS}
     out.append("AUROC on the test split (client drafts, right against wrong): "
                + ", ".join(f"{s} {'n/a' if v is None else f'{v:.3f}'}" for s, v in aurocs.items()))
-    scores = [d.confidence.get(fit["signal"], 0.0) for d in drafts]
+    scores = [decision_score(d, fit["signal"]) for d in drafts]
+    if fit.get("check", "none") != "none":
+        failed = [d for d in drafts if d["check"] == "failed"]
+        wrong = sum(1 for d, y in zip(drafts, client) if d["check"] == "failed" and not y)
+        decided = _defined(metrics.auroc, scores, client)
+        out.append(f"{fit['check']} check on the test split: {len(failed)} drafts failed it, {wrong} of them wrong; "
+                   f"AUROC of {fit['signal']} with the check: {'n/a' if decided is None else f'{decided:.3f}'}")
     out.append(f"cascade's {fit['signal']} threshold lets through {thresholds.let_through(scores, client, fit['threshold']):.1%} "
                f"wrong answers on the test split (bound {fit['alpha']:.0%})")
     for target in (0.5, 0.8):

@@ -5,9 +5,11 @@ server, the 0.5B as the client model) over a fixed, seeded sample of GSM8K, Huma
 problems, graded with no judge: GSM8K by its final number, the code tasks by their unit tests in
 a sandbox. Decoding is greedy; the response cache is off, so every arm is billed as if it ran alone.
 
-1. Calibration split: the client model's drafts (`colm`, cascade, never escalating) are graded,
-   and each confidence signal's AUROC is measured; the best signal gets a conformal threshold
-   that bounds the share of wrong answers let through at --alpha.
+1. Calibration split: the client model's drafts (`colm`, cascade, never escalating) are graded
+   and put through the app's draft check (--check examples: the draft's code run against the
+   examples its question shows; a draft that fails scores below any threshold), and each
+   confidence signal's AUROC is measured; the best signal gets a conformal threshold that
+   bounds the share of wrong answers let through at --alpha.
 2. Test split, every arm side by side: the server alone (`server/<specialist>`, the specialist
    a perfect router picks: qwen-math for GSM8K, qwen-coder for code), the client alone (the
    cascade's drafts, which are the same calls), every strategy, and cascade with every
@@ -43,7 +45,8 @@ from benchmarks import _quality_report as report
 from clients.eval.checkable import tasks
 from clients.eval.checkable.arms import CLIENT, SERVER
 from clients.eval.checkable.graders import grade
-from clients.eval.checkable.sandbox import Sandbox
+from colm_serve.collab.checks import CHECKS
+from colm_serve.collab.checks.sandbox import Sandbox
 
 NEVER = -100.0  # a threshold no draft scores below: the cascade keeps every draft
 SPECIALIST = {"gsm8k": "qwen-math", "humaneval": "qwen-coder", "mbpp": "qwen-coder"}
@@ -60,6 +63,7 @@ class Answer:
     server_tokens: int = 0
     escalated: bool | None = None
     confidence: dict = field(default_factory=dict)
+    check: str | None = None
     selected: list = field(default_factory=list)
     latency_s: float = 0.0
     error: str | None = None
@@ -85,11 +89,12 @@ def sample(*, gsm8k: int, code: int, seed: int, side: str) -> list[tasks.Problem
     return picked
 
 
-CLIENT_ALONE = Arm(CLIENT, "colm", {"strategy": "cascade", "threshold": NEVER})
+# The drafts as the client model writes them: no check runs in the app (the benchmark runs it here).
+CLIENT_ALONE = Arm(CLIENT, "colm", {"strategy": "cascade", "threshold": NEVER, "check": "none"})
 
 
-def test_arms(signal: str, threshold: float) -> list[Arm]:
-    cascade = {"strategy": "cascade", "signal": signal, "threshold": threshold}
+def test_arms(signal: str, threshold: float, check: str = "none") -> list[Arm]:
+    cascade = {"strategy": "cascade", "signal": signal, "threshold": threshold, "check": check}
     return [
         Arm(SERVER, "server"),
         CLIENT_ALONE,
@@ -141,12 +146,25 @@ async def run_arms(client, sandbox, arms: list[Arm], problems: list[tasks.Proble
     return list(await asyncio.gather(*(one(arm, p) for arm, p in pairs)))
 
 
+async def check_drafts(drafts: list[Answer], problems: list[tasks.Problem], check: str, timeout_s: float = 5.0) -> None:
+    """Run the app's own draft check (colm_serve/collab/checks) on the client alone's drafts, here, so
+    that the calibration and the shared drafts decide as the app would; each draft keeps the outcome."""
+    checker = CHECKS[check](timeout_s=timeout_s)
+    questions = {(p.task, p.id): p.question for p in problems}
+
+    async def one(d: Answer) -> None:
+        d.check = (await checker.run(questions[(d.task, d.pid)], d.text)).outcome
+
+    await asyncio.gather(*(one(d) for d in drafts if not d.error))
+
+
 def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answer], set[tuple[str, str]]]:
     """A cascade's answers where its draft stands: the client alone's, since the draft is the same
-    greedy call and costs no server token; and the problems whose draft falls below the threshold."""
+    greedy call and costs no server token; and the problems whose draft falls below the threshold
+    (a draft that failed the check among them)."""
     kept, unsure = [], set()
     for d in drafts:
-        score = d.confidence.get(fit["signal"])
+        score = report.decision_score(d, fit["signal"])
         if d.error or score is None or score < fit["threshold"]:
             unsure.add((d.task, d.pid))
         else:
@@ -202,10 +220,12 @@ async def main_async(args: argparse.Namespace) -> dict:
           f"{len(direct)} arms ({', '.join(a.name for a in direct)}), {args.concurrency} at a time", flush=True)
     drafts, answers = await asyncio.gather(run_arms(client, sandbox, [CLIENT_ALONE], calib, args),
                                            run_arms(client, sandbox, direct, test, args))
-    fit = report.fit_cascade(drafts, alpha=args.alpha)
-    print(f"calibrated: signal {fit['signal']} (AUROC {fit['auroc'][fit['signal']]:.3f} on calibration), "
-          f"threshold {fit['threshold']:.4f} for at most {args.alpha:.0%} wrong answers let through", flush=True)
-    cascades = [a for a in test_arms(fit["signal"], fit["threshold"]) if a.name.startswith("cascade") and a.name in args.arms]
+    await check_drafts(drafts + [a for a in answers if a.arm == CLIENT_ALONE.name], calib + test, args.check)
+    fit = report.fit_cascade(drafts, alpha=args.alpha, check=args.check)
+    print(f"calibrated: signal {fit['signal']} (AUROC {fit['auroc'][fit['signal']]:.3f} on calibration, check "
+          f"{args.check}), threshold {fit['threshold']:.4f} for at most {args.alpha:.0%} wrong answers let through", flush=True)
+    cascades = [a for a in test_arms(fit["signal"], fit["threshold"], args.check)
+                if a.name.startswith("cascade") and a.name in args.arms]
     answers += await cascade_arms(client, sandbox, cascades, test, answers, fit, args)
     return {"calibration": [asdict(a) for a in drafts], "answers": [asdict(a) for a in answers], "fit": fit,
             "arms": [a.name for a in direct + cascades], "wall_s": round(time.time() - started),
@@ -229,6 +249,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.35,
                         help="Bound on the share of answers that are wrong drafts let through (the client alone lets "
                              "through every wrong one); lower escalates more, and costs more.")
+    parser.add_argument("--check", choices=sorted(CHECKS), default="examples",
+                        help="The draft check the cascade arms run (collaboration.cascade.check): examples runs the "
+                             "draft's code against the examples its question shows; none leaves the score alone.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=24)

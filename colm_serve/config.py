@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 # The cascade's confidence scores (colm_serve/collab/confidence.py names one function for each).
 ConfidenceSignal = Literal["mean", "min", "p10", "window", "brevity"]
+# The checks a cascade can run on its draft (colm_serve/collab/checks names one class for each).
+DraftCheck = Literal["none", "examples"]
 CORE_LIST = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"  # CPU cores as Linux lists them: "1", "0-3", "0,2-3"
 DEFAULT_MODEL_DIR = Path(os.environ.get("COLM_MODEL_DIR", Path.home() / ".cache" / "colm" / "models"))
 
@@ -301,6 +303,12 @@ class CascadeConfig(Strict):
     escalate_to: Literal["guide", "shepherd", "server"] = Field(
         "shepherd", description="guide or shepherd: the servers help the client model revise or continue its "
         "draft; server: the selected specialist's server writes the whole answer (the classic cascade).")
+    check: DraftCheck = Field(
+        "none", description="A check run on the draft before its score decides; a draft that fails it escalates "
+        "whatever its score. `examples` runs the draft's Python code against the `assert` and doctest examples the "
+        "question shows, in a sandboxed child process on the router's host (bounded time, memory, files; no network "
+        "where the router runs as root); turn it on only where that host may run model-written code.")
+    check_timeout_s: float = Field(5.0, gt=0, le=60, description="How long one check may run before it counts as failed.")
     draft_tokens: int = Field(
         128, ge=0,
         description="How much of the unsure draft the escalated servers see: its opening, where an answer's direction "

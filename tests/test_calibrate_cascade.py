@@ -40,3 +40,13 @@ def test_a_config_without_a_cascade_block_is_refused_with_its_name(tmp_path):
     shutil.copy(ROOT / "serve_config.yaml", config)
     with pytest.raises(ValueError, match="cascade:"):
         write_cascade(config, signal="mean", threshold=-0.5)
+
+
+def test_the_check_is_written_beside_the_pair_when_given(tmp_path):
+    config = tmp_path / "quality.yaml"
+    shutil.copy(ROOT / "deploy" / "serve_config.quality.yaml", config)
+    write_cascade(config, signal="min", threshold=-1.5, check="none")
+    assert _cascade(config)["check"] == "none" and config.read_text().count("check:") == 1
+    write_cascade(config, signal="min", threshold=-1.5)  # no check given: the file's stays
+    assert _cascade(config)["check"] == "none"
+    validate_file(config)

@@ -4,6 +4,8 @@ the server alone's answer only where the selector picked the specialist the serv
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 from benchmarks.quality import NEVER, Answer, Arm, shared_drafts, shared_handovers
 
 FIT = {"signal": "mean", "threshold": -0.2}
@@ -63,3 +65,28 @@ def test_the_frontier_line_needs_the_pgr_the_cost_and_a_lower_end_above_the_rand
                        _row("d", pgr=0.49, lower=0.40, ratio=0.20)])  # too little of the gap
     assert [line.split(":")[0] for line in lines] == ["a", "b", "c", "d"]
     assert [line.endswith("random mix holds") for line in lines] == [True, False, False, False]
+
+
+def test_a_confident_draft_that_failed_its_check_does_not_stand():
+    failed = replace(_draft("a", -0.01), check="failed")
+    passed = replace(_draft("b", -0.01), check="passed")
+    kept, unsure = shared_drafts(TO_SERVER, [failed, passed], FIT)
+    assert [k.pid for k in kept] == ["b"] and unsure == {("gsm8k", "a")}
+
+
+def test_the_fit_escalates_every_draft_that_failed_its_check_and_bounds_the_rest():
+    from benchmarks._quality_report import FAILED_CHECK, SIGNALS, fit_cascade
+
+    def draft(pid: str, score: float, check: str, *, correct: bool = True) -> dict:
+        return asdict(Answer("client alone", "mbpp", pid, correct=correct, check=check,
+                             confidence={s: score for s in SIGNALS}))
+
+    # four confident wrong drafts caught by the check, one unsure wrong one, five confident right ones
+    drafts = [draft(f"f{i}", -0.01, "failed", correct=False) for i in range(4)]
+    drafts += [draft("u", -0.9, "none", correct=False)]
+    drafts += [draft(f"r{i}", -0.05 - i / 100, "passed") for i in range(5)]
+    fit = fit_cascade(drafts, alpha=0.1, check="examples")
+    assert fit["checks_failed"] == 4 and fit["auroc"]["mean"] == 1.0  # the check ranks the confident wrong ones last
+    assert FAILED_CHECK < -0.9 < fit["threshold"] == -0.09 and fit["let_through_calibration"] == 0.0
+    unchecked = fit_cascade([{**d, "check": None} for d in drafts], alpha=0.1)
+    assert unchecked["auroc"]["mean"] < 0.5 and unchecked["check"] == "none"

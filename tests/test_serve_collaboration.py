@@ -69,6 +69,27 @@ def test_an_unsure_cascade_answer_escalates_and_pays(app_url, client):
     assert resp.model_extra["colm"]["decisions"][0]["choice"] == "shepherd"
 
 
+CODE_QUESTION = [{"role": "user", "content": (
+    "Write a Python function that adds two numbers. Reply with a single ```python fenced code block.\n"
+    "```\nassert add(2, 3) == 5\n```")}]
+
+
+def test_a_cascade_draft_that_fails_the_questions_example_escalates_whatever_its_score(app_url, client):
+    before = totals(app_url)
+    resp = client.chat.completions.create(
+        model="colm", messages=CODE_QUESTION, max_tokens=96,
+        extra_body={"colm": {"strategy": "cascade", "threshold": -20, "check": "examples", "prefix_tokens": 8,
+                             "cache": False, "trace": True}})
+    after = totals(app_url)
+    colm = resp.model_extra["colm"]
+    check, decision = colm["check"], colm["decisions"][0]
+    assert check["name"] == "examples" and check["examples"] == 1 and check["outcome"] in ("passed", "failed")
+    failed = check["outcome"] == "failed"  # SmolLM2 decides which; either way the decision must follow it
+    assert decision["choice"] == ("shepherd" if failed else "no") and f"examples check {check['outcome']}" in decision["why"]
+    assert after["upstream_calls"] - before["upstream_calls"] == (1 if failed else 0)
+    assert colm["latency_s"]["check"] > 0
+
+
 def _first_events(app_url: str, body: dict) -> dict:
     """When the first byte, the first reasoning_content and the first content arrived."""
     seen: dict = {}

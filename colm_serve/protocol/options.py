@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from colm_serve.config import ConfidenceSignal
+from colm_serve.config import ConfidenceSignal, DraftCheck
 
 
 class ColmOptions(BaseModel):
@@ -34,6 +34,8 @@ class ColmOptions(BaseModel):
         None, description="What an unsure answer escalates to (cascade).")
     signal: ConfidenceSignal | None = Field(
         None, description="The confidence score the threshold applies to (cascade).")
+    check: DraftCheck | None = Field(
+        None, description="The check run on the draft before its score decides (cascade): none or examples.")
     trace: bool = Field(False, description="Return the collaboration trace in the `colm` field.")
     progress: bool = Field(True, description="Stream the collaboration's steps as `delta.reasoning_content`.")
     cache: bool = Field(True, description="Allow cached upstream answers for deterministic calls.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from colm_serve.protocol.usage import Usage
@@ -38,6 +40,16 @@ class RoundTrace(BaseModel):
     stop_reason: str | None = None
 
 
+class CheckVerdict(BaseModel):
+    """A cascade check of the draft (colm_serve/collab/checks); `none` means there was nothing to
+    check, so the confidence score alone decided."""
+
+    name: str
+    outcome: Literal["passed", "failed", "none"]
+    examples: int = Field(0, description="How many examples the question showed.")
+    detail: str = ""
+
+
 class Trace(BaseModel):
     """What the collaboration did, returned when the request asks for `colm.trace`."""
 
@@ -50,6 +62,7 @@ class Trace(BaseModel):
     degraded: list[str] = Field(default_factory=list, description="Every reason the answer is degraded, in order.")
     confidence: dict[str, float] = Field(
         default_factory=dict, description="cascade: every confidence score of the draft, the one decided on included.")
+    check: CheckVerdict | None = Field(None, description="cascade: the check run on the draft, when one is configured.")
     usage: Usage = Field(default_factory=Usage)
     latency_s: dict[str, float] = Field(default_factory=dict)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from clients.eval.checkable.isolation import Limits, network_namespace_available
-from clients.eval.checkable.sandbox import Sandbox, run_sync
+from colm_serve.collab.checks.isolation import Limits, network_namespace_available
+from colm_serve.collab.checks.sandbox import Sandbox, run_sync
 
 
 def live_in_group(pgid: int) -> list[int]:

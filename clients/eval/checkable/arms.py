@@ -37,6 +37,7 @@ class CheckableAnswer(BaseModel):
     cost_usd: float = Field(ge=0, description="Server cost as billed.")
     escalated: bool | None = Field(None, description="A cascade's choice; None where the arm makes none.")
     confidence: dict[str, float] = Field(default_factory=dict, description="The client draft's signals.")
+    check: str | None = Field(None, description="The draft check's outcome (passed, failed, none), where one ran.")
     error: str | None = None
 
     @property

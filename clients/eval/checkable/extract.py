@@ -7,25 +7,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-# An opening fence with its language tag, then the body up to a closing fence at the start
-# of a line, or the end (an answer cut off by the token limit has no closing fence).
-FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.S | re.M)
-PYTHON_TAGS = frozenset({"python", "py", "python3"})
+from colm_serve.collab.checks.code import fenced_code
+
+__all__ = ["fenced_code", "code_for", "final_number", "as_number", "same_number"]
+
 NUMBER = r"-?\$?\s*\d[\d,]*(?:\.\d+)?"
 MARKED = re.compile(rf"####\s*({NUMBER})")
 ANY_NUMBER = re.compile(NUMBER)
-
-
-def fenced_code(answer: str) -> str | None:
-    """The first ```python block, else the first block with no language tag, else None."""
-    blocks = FENCE.findall(answer)
-    for tag, body in blocks:
-        if tag.lower() in PYTHON_TAGS:
-            return body
-    for tag, body in blocks:
-        if not tag:
-            return body
-    return None
 
 
 def code_for(answer: str, *, prefix: str = "", entry_point: str = "") -> str:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from clients.eval.checkable.extract import code_for, final_number, same_number
-from clients.eval.checkable.sandbox import Sandbox
+from colm_serve.collab.checks.sandbox import Sandbox
 from clients.eval.checkable.tasks import Problem, UnknownTask
 
 

@@ -4,9 +4,12 @@ to the selected specialist's server, which then writes the whole answer (server)
 
 from __future__ import annotations
 
+import time
+
 from colm_serve import telemetry
 from colm_serve.accounting.ledger import Estimate
 from colm_serve.collab import confidence, prompts
+from colm_serve.collab.checks import Check, Verdict, build_checks
 from colm_serve.collab.passthrough import ANSWER_CAP
 from colm_serve.collab.estimate import Bound, priciest
 from colm_serve.collab.steps import Run, Steps, Written
@@ -24,19 +27,22 @@ class Cascade(Strategy):
                "escalates to shepherd (default), guide, or the server alone. A confident answer costs no server tokens.")
     STEPS = (
         Step("draft", "client", "the answer, with token log-probabilities"),
+        Step("check", "router", "only when configured (collaboration.cascade.check): the draft's code run against the "
+                                "examples the question shows, in a sandbox; a failed check escalates"),
         Step("confidence", "router", "the draft's confidence score (collaboration.cascade.signal) against the threshold; "
                                      "every score is kept in the trace"),
         Step("escalation", "server", "only when unsure: shepherd's prefix, guide's notes and critique (both seeing the "
                                      "draft), or the selected specialist's whole answer (server)"),
         Step("answer", "client", "only when unsure, for shepherd and guide: the continuation or the revision"),
     )
-    OPTIONS = frozenset({"threshold", "escalate_to", "signal"}) | Guide.OPTIONS | Shepherd.OPTIONS
+    OPTIONS = frozenset({"threshold", "escalate_to", "signal", "check"}) | Guide.OPTIONS | Shepherd.OPTIONS
     BOUND = ("0 when confident; when unsure, the escalation's bound with the longest draft attached "
              "(shepherd: one prefix call; guide: its notes and critiques; server: one whole answer)")
 
     def __init__(self, steps: Steps) -> None:
         super().__init__(steps)
         self.guide, self.shepherd = Guide(steps), Shepherd(steps)
+        self.checks = build_checks(timeout_s=self.args.collaboration.cascade.check_timeout_s)
 
     def check_request(self, req: ChatCompletionRequest) -> None:
         super().check_request(req)
@@ -70,10 +76,13 @@ class Cascade(Strategy):
             span.set(completion_tokens=draft.completion_tokens, mean_logprob=draft.mean_logprob)
         run.trace.rounds.append(RoundTrace(index=0, answer=draft.text))
         run.trace.confidence = confidence.scores(draft.token_logprobs)
+        verdict = await self.check_draft(run, draft)
         score = run.trace.confidence.get(signal)
-        unsure = score is None or score < threshold
+        unsure = score is None or score < threshold or verdict.outcome == "failed"
         why = ("the client model reported no log-probabilities" if score is None
-               else f"{signal} confidence {score:.3f} {'<' if unsure else '>='} threshold {threshold}")
+               else f"{signal} confidence {score:.3f} {'<' if score < threshold else '>='} threshold {threshold}")
+        if verdict.outcome != "none":
+            why = f"{verdict.name} check {verdict.outcome} ({verdict.detail}); {why}"
         if unsure and run.ctx.max_specialists == 0:
             run.trace.degrade(f"client_only: {run.ctx.budget_note}")
             unsure, why = False, why + "; the budget pays for no escalation"
@@ -86,6 +95,18 @@ class Cascade(Strategy):
             run.emit(Finished(draft.finish_reason))
             return
         await self.escalate(run, escalate_to, draft)
+
+    async def check_draft(self, run: Run, draft: Written) -> Verdict:
+        check: Check = self.checks[run.req.options().check or self.args.collaboration.cascade.check]
+        if check.name == "none":
+            return await check.run("", "")
+        started = time.perf_counter()
+        with telemetry.span("colm.check", check=check.name) as span:
+            verdict = await check.run(run.conv.question_text(), draft.text)
+            span.set(outcome=verdict.outcome, examples=verdict.examples)
+        run.trace.add_latency("check", time.perf_counter() - started)
+        run.trace.check = verdict
+        return verdict
 
     async def escalate(self, run: Run, escalate_to: str, draft: Written) -> None:
         attached = prompts.excerpt(draft.text, self.args.collaboration.cascade.draft_tokens)

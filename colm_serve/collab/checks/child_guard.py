@@ -4,7 +4,7 @@ It installs an audit hook (PEP 578) and then runs the program, so the program ca
 use sockets, start or signal processes, write, rename, remove or chmod anything outside its
 working folder, load ctypes, or raise its resource limits. Audit hooks are a seat belt,
 not a wall (a determined program could find a way round); the walls are the parent's
-rlimits, network namespace and process-group kill. Graded code is a model's answer, not an
+rlimits, network namespace and process-group kill. The code run is a model's answer, not an
 attacker's.
 
 Exit status: 0 the program ran to its end; 4 AssertionError; 5 any other exception

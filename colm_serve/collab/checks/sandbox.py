@@ -1,11 +1,12 @@
-"""Run an untrusted program (a model's code plus its tests) in a child process that is
+"""Run an untrusted program (a model's code plus its tests or examples) in a child process that is
 bounded in time, memory and reach, and tell whether it ran to its end.
 
 Each run gets a fresh temporary folder as its working directory (removed afterwards), its
 own session and process group (all of it killed at the end or on timeout), the limits and
 network namespace of `isolation.py`, a minimal environment, and the audit hook of
 `child_guard.py`. The interpreter runs with -I -S: the standard library only, no
-site-packages (HumanEval and MBPP need nothing else). Many runs proceed at once, up to the
+site-packages (HumanEval, MBPP and the cascade's examples check need nothing else). Used by the
+graders of clients/eval and by cascade's draft check in the router. Many runs proceed at once, up to the
 sandbox's concurrency.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from clients.eval.checkable.isolation import Limits, child_setup, network_namespace_available
+from colm_serve.collab.checks.isolation import Limits, child_setup, network_namespace_available
 
 log = logging.getLogger(__name__)
 
