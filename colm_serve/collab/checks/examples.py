@@ -104,5 +104,7 @@ class ExamplesCheck:
             self._sandbox = Sandbox(limits=self.limits, concurrency=self.concurrency)
         result = await self._sandbox.run(program(code, shown))
         last = result.stderr_tail.strip().splitlines()[-1:]
-        detail = result.reason if result.passed or not last else f"{result.reason}: {last[0][:300]}"
+        detail = f"{result.reason}: {last[0][:300]}" if last else result.reason
+        if result.passed:
+            detail = f"{shown.count} shown"
         return Verdict(name=self.name, outcome="passed" if result.passed else "failed", examples=shown.count, detail=detail)

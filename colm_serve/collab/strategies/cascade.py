@@ -82,7 +82,7 @@ class Cascade(Strategy):
         why = ("the client model reported no log-probabilities" if score is None
                else f"{signal} confidence {score:.3f} {'<' if score < threshold else '>='} threshold {threshold}")
         if verdict.outcome != "none":
-            why = f"{verdict.name} check {verdict.outcome} ({verdict.detail}); {why}"
+            why = f"{verdict.name} check {verdict.outcome} ({verdict.detail}); {why}"  # "(3 shown)" or what failed
         if unsure and run.ctx.max_specialists == 0:
             run.trace.degrade(f"client_only: {run.ctx.budget_note}")
             unsure, why = False, why + "; the budget pays for no escalation"
