@@ -47,6 +47,7 @@ from clients.eval.checkable.arms import CLIENT, SERVER
 from clients.eval.checkable.graders import grade
 from colm_serve.collab.checks import CHECKS
 from colm_serve.collab.checks.sandbox import Sandbox
+from colm_serve.config import CascadeConfig
 
 NEVER = -100.0  # a threshold no draft scores below: the cascade keeps every draft
 SPECIALIST = {"gsm8k": "qwen-math", "humaneval": "qwen-coder", "mbpp": "qwen-coder"}
@@ -146,10 +147,11 @@ async def run_arms(client, sandbox, arms: list[Arm], problems: list[tasks.Proble
     return list(await asyncio.gather(*(one(arm, p) for arm, p in pairs)))
 
 
-async def check_drafts(drafts: list[Answer], problems: list[tasks.Problem], check: str, timeout_s: float = 5.0) -> None:
+async def check_drafts(drafts: list[Answer], problems: list[tasks.Problem], check: str) -> None:
     """Run the app's own draft check (colm_serve/collab/checks) on the client alone's drafts, here, so
-    that the calibration and the shared drafts decide as the app would; each draft keeps the outcome."""
-    checker = CHECKS[check](timeout_s=timeout_s)
+    that the calibration and the shared drafts decide as the app would (with its default time limit);
+    each draft keeps the outcome."""
+    checker = CHECKS[check](timeout_s=CascadeConfig.model_fields["check_timeout_s"].default)
     questions = {(p.task, p.id): p.question for p in problems}
 
     async def one(d: Answer) -> None:

@@ -3,9 +3,13 @@ the sandbox, and a draft that fails them escalates however sure the client model
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
+from colm_serve.collab.checks import CHECKS
 from colm_serve.collab.checks.examples import ExamplesCheck, examples
+from colm_serve.config import DraftCheck
 from tests.collab.harness import Servers, answer, build, request
 from tests.collab.test_shepherd import OPENING
 from tests.fakes import FakeClient, app_args
@@ -18,6 +22,10 @@ HUMANEVAL_STYLE = ('Complete the following Python function. Reply in a single ``
                    '    >>> double([1, 2])\n    [2, 4]\n    >>> double([])\n    []\n    """\n```')
 RIGHT = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```"
 WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
+
+
+def test_every_check_the_config_names_is_registered_and_no_other():
+    assert set(get_args(DraftCheck)) == set(CHECKS)
 
 
 def test_the_examples_are_the_questions_asserts_and_docstring_doctests():

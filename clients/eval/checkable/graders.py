@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from clients.eval.checkable.extract import code_for, final_number, same_number
-from colm_serve.collab.checks.sandbox import Sandbox
 from clients.eval.checkable.tasks import Problem, UnknownTask
+from colm_serve.collab.checks.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,7 @@ async def grade_code(problem: Problem, answer: str, *, sandbox: Sandbox | None =
     Without a sandbox a one-run sandbox is made, which is fine for a single call."""
     box = sandbox or Sandbox(concurrency=1)
     result = await box.run(program_for(problem, answer))
-    last = result.stderr_tail.strip().splitlines()[-1:]  # the exception line, if any
-    detail = result.reason if result.passed or not last else f"{result.reason}: {last[0][:300]}"
-    return Grade(correct=result.passed, detail=detail)
+    return Grade(correct=result.passed, detail=result.summary())
 
 
 Grader = Callable[..., Awaitable[Grade]]

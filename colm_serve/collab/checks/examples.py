@@ -103,8 +103,5 @@ class ExamplesCheck:
         if self._sandbox is None:
             self._sandbox = Sandbox(limits=self.limits, concurrency=self.concurrency)
         result = await self._sandbox.run(program(code, shown))
-        last = result.stderr_tail.strip().splitlines()[-1:]
-        detail = f"{result.reason}: {last[0][:300]}" if last else result.reason
-        if result.passed:
-            detail = f"{shown.count} shown"
+        detail = f"{shown.count} shown" if result.passed else result.summary()
         return Verdict(name=self.name, outcome="passed" if result.passed else "failed", examples=shown.count, detail=detail)

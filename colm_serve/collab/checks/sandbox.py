@@ -43,6 +43,11 @@ class RunResult:
     stderr_tail: str
     pid: int | None = None
 
+    def summary(self) -> str:
+        """How it ended, with the last line of its stderr (the exception, if any) when it failed."""
+        last = self.stderr_tail.strip().splitlines()[-1:]
+        return self.reason if self.passed or not last else f"{self.reason}: {last[0][:300]}"
+
 
 class Sandbox:
     """Runs programs under `limits`, at most `concurrency` at a time. Create it inside the
