@@ -230,8 +230,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 if a.name.startswith("cascade") and a.name in args.arms]
     answers += await cascade_arms(client, sandbox, cascades, test, answers, fit, args)
     return {"calibration": [asdict(a) for a in drafts], "answers": [asdict(a) for a in answers], "fit": fit,
-            "arms": [a.name for a in direct + cascades], "wall_s": round(time.time() - started),
-            "setup": setup_line(args)}
+            "arms": [a.name for a in direct + cascades], "wall_s": round(time.time() - started)}
 
 
 def setup_line(args: argparse.Namespace) -> str:
@@ -262,7 +261,8 @@ def main() -> None:
                         help="A subset of the arms (the server and the client alone are always needed).")
     args = parser.parse_args()
     args.arms = sorted(set(args.arms) | {SERVER, CLIENT_ALONE.name})
-    results = asyncio.run(main_async(args))
+    setup = setup_line(args)  # the commit measured, before any later commit moves HEAD
+    results = {**asyncio.run(main_async(args)), "setup": setup}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "answers.json").write_text(json.dumps(results, indent=1))
     text = report.render(results, png=args.out / "quality.png")
