@@ -15,8 +15,10 @@ a sandbox. Decoding is greedy; the response cache is off, so every arm is billed
    cascade's drafts, which are the same calls), every strategy, and cascade with every
    escalation target at the calibrated signal and threshold. A cascade shares the calls it has
    in common with another arm, billed as if it ran alone: a standing draft is the client
-   alone's answer, and an escalation to the server is the server alone's answer where the
-   selector picked the specialist the server alone asked (the same request to the same server).
+   alone's answer, an escalation to the server is the server alone's answer where the selector
+   picked the specialist the server alone asked (the same request to the same server), and an
+   escalation to shepherd or guide, which attaches no draft (`draft_tokens` 0), is that
+   strategy's own answer (the same calls, tested in tests/collab/test_cascade.py).
 
 Per arm: accuracy with its 95% Wilson interval, server cost per answer as billed, the ratio to
 the server alone, PGR with a paired-bootstrap 90% interval, and the escalation rate; then
@@ -95,7 +97,9 @@ CLIENT_ALONE = Arm(CLIENT, "colm", {"strategy": "cascade", "threshold": NEVER, "
 
 
 def test_arms(signal: str, threshold: float, check: str = "none") -> list[Arm]:
-    cascade = {"strategy": "cascade", "signal": signal, "threshold": threshold, "check": check}
+    # draft_tokens 0: an escalation to shepherd or guide starts afresh, as the strategy alone would; shown
+    # the unsure draft, the server anchored on it (docs/quality.md)
+    cascade = {"strategy": "cascade", "signal": signal, "threshold": threshold, "check": check, "draft_tokens": 0}
     return [
         Arm(SERVER, "server"),
         CLIENT_ALONE,
@@ -175,18 +179,26 @@ def shared_drafts(arm: Arm, drafts: list[Answer], fit: dict) -> tuple[list[Answe
 
 
 def shared_handovers(arm: Arm, unsure: set[tuple[str, str]], answers: list[Answer]) -> list[Answer]:
-    """cascade->server's escalations that are the server alone's call: the app hands the request as
-    sent to its selected specialist (`server/<name>` with the same body), so where the selector
-    picks the specialist the server alone asked (shepherd's selection of the same question, by the
-    same selector, shows which), the answer and its bill are the server alone's."""
-    if arm.colm.get("escalate_to") != "server":
-        return []
-    by = {(a.arm, a.task, a.pid): a for a in answers}
+    """A cascade's escalations that are another arm's calls, with that arm's answer and bill.
+    To the server: the app hands the request as sent to its selected specialist (`server/<name>`
+    with the same body), so where the selector picks the specialist the server alone asked
+    (shepherd's selection of the same question, by the same selector, shows which), they are the
+    server alone's. To shepherd or guide with no draft attached: that strategy's, whose calls the
+    escalation repeats (the cascade's own draft bills no server token)."""
+    target, by = arm.colm.get("escalate_to"), {(a.arm, a.task, a.pid): a for a in answers}
     shared = []
     for task, pid in sorted(unsure):
-        server, shepherd = by.get((SERVER, task, pid)), by.get(("shepherd", task, pid))
-        if server and shepherd and not server.error and shepherd.selected[:1] == [SPECIALIST[task]]:
-            shared.append(replace(server, arm=arm.name, escalated=True, selected=shepherd.selected[:1]))
+        if target == "server":
+            same, shepherd = by.get((SERVER, task, pid)), by.get(("shepherd", task, pid))
+            if not (shepherd and shepherd.selected[:1] == [SPECIALIST[task]]):
+                continue
+            same = same and replace(same, selected=shepherd.selected[:1])
+        elif arm.colm.get("draft_tokens") == 0:
+            same = by.get((target, task, pid))
+        else:
+            continue
+        if same and not same.error:
+            shared.append(replace(same, arm=arm.name, escalated=True))
     return shared
 
 
@@ -203,7 +215,8 @@ async def cascade_arms(client, sandbox, arms: list[Arm], test, answers: list[Ans
         differ = [a.pid for a in sent if a.escalated is False]
         if differ:  # the app re-drafted and scored above the threshold: the drafts were not the same
             print(f"  {arm.name}: {len(differ)} re-drafts stood where the shared draft did not: {differ}", flush=True)
-        print(f"  {arm.name}: {len(kept)} drafts stood, {len(shared)} escalations shared with the server alone, "
+        print(f"  {arm.name}: {len(kept)} drafts stood, {len(shared)} escalations shared with "
+              f"{SERVER if arm.colm['escalate_to'] == 'server' else arm.colm['escalate_to']}, "
               f"{len(sent)} sent through the app", flush=True)
         return kept + shared + sent
 

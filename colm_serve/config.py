@@ -312,7 +312,9 @@ class CascadeConfig(Strict):
     draft_tokens: int = Field(
         128, ge=0,
         description="How much of the unsure draft the escalated servers see: its opening, where an answer's direction "
-        "is set (0: none). Reading is cheap, but a whole draft read by a server costs about a fifth of its answer.",
+        "is set. Reading is cheap, but a whole draft read by a server costs about a fifth of its answer. 0 escalates "
+        "afresh: shepherd or guide runs as it would alone, and guide's client model writes a new answer instead of "
+        "revising the unsure one (on the quality set-up, an attached draft anchored the server on it).",
     )
 
 

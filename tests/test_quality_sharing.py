@@ -1,12 +1,16 @@
 """benchmarks/quality.py shares a cascade's calls with the arms that made the same ones, and
-only those: a standing draft is the client alone's answer, and an escalation to the server is
-the server alone's answer only where the selector picked the specialist the server alone asked."""
+only those: a standing draft is the client alone's answer, an escalation to the server is the
+server alone's answer only where the selector picked the specialist the server alone asked, and
+an escalation to shepherd or guide is that strategy's answer only where no draft is attached."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+import pytest
+
 from benchmarks.quality import NEVER, Answer, Arm, shared_drafts, shared_handovers
+from benchmarks.quality import test_arms as quality_arms
 
 FIT = {"signal": "mean", "threshold": -0.2}
 TO_SERVER = Arm("cascade->server", "colm", {"strategy": "cascade", "threshold": -0.2, "escalate_to": "server"})
@@ -43,9 +47,27 @@ def test_an_escalation_shares_the_server_alone_only_where_the_selector_picked_it
         ("b", "cascade->server", "server b", True, 0.0004, 400, True)]
 
 
-def test_an_escalation_to_shepherd_is_never_shared():
+def test_an_escalation_that_attaches_the_draft_is_never_shared():
     answers = [Answer("server alone", "gsm8k", "b", text="server b"), Answer("shepherd", "gsm8k", "b", selected=["qwen-math"])]
     assert shared_handovers(TO_SHEPHERD, {("gsm8k", "b")}, answers) == []
+
+
+@pytest.mark.parametrize("target", ["shepherd", "guide"])
+def test_an_escalation_afresh_is_the_strategys_own_answer_and_bill(target):
+    arm = Arm(f"cascade->{target}", "colm", {**TO_SHEPHERD.colm, "escalate_to": target, "draft_tokens": 0})
+    answers = [
+        Answer(target, "gsm8k", "b", text=f"{target} b", correct=True, cost_usd=0.0002, server_tokens=200),
+        Answer(target, "gsm8k", "c", error="APIError: down"),  # sent through the app instead
+        Answer("server alone", "gsm8k", "d", text="server d"),  # another arm's answer is not this one's
+    ]
+    shared = shared_handovers(arm, {("gsm8k", "b"), ("gsm8k", "c"), ("gsm8k", "d")}, answers)
+    assert [(a.pid, a.arm, a.text, a.correct, a.cost_usd, a.server_tokens, a.escalated) for a in shared] == [
+        ("b", arm.name, f"{target} b", True, 0.0002, 200, True)]
+
+
+def test_the_benchmark_escalates_to_shepherd_and_guide_afresh():
+    arms = {a.name: a for a in quality_arms("min", -1.0, "examples")}
+    assert arms["cascade->shepherd"].colm["draft_tokens"] == arms["cascade->guide"].colm["draft_tokens"] == 0
 
 
 def _row(arm: str, *, pgr: float, lower: float, ratio: float):

@@ -36,6 +36,8 @@ class ColmOptions(BaseModel):
         None, description="The confidence score the threshold applies to (cascade).")
     check: DraftCheck | None = Field(
         None, description="The check run on the draft before its score decides (cascade): none or examples.")
+    draft_tokens: int | None = Field(
+        None, ge=0, description="How much of an unsure draft the escalation sees (cascade); 0 escalates afresh.")
     trace: bool = Field(False, description="Return the collaboration trace in the `colm` field.")
     progress: bool = Field(True, description="Stream the collaboration's steps as `delta.reasoning_content`.")
     cache: bool = Field(True, description="Allow cached upstream answers for deterministic calls.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from colm_serve.errors import InvalidRequest
 from colm_serve.protocol.openai import ChatCompletionRequest
 from tests.collab.harness import Servers, answer, build, content, progress, request, stream
 from tests.collab.test_shepherd import OPENING
@@ -45,6 +46,30 @@ async def test_an_unsure_answer_can_escalate_to_guide_which_revises_the_draft():
     assert "wrong draft" in client.requests[2].messages[-1]["content"]
     assert out.answer == "revised answer"
     assert out.trace.usage.server_tokens <= strategies["cascade"].bound(run).server_tokens
+
+
+@pytest.mark.parametrize("target, options", [("shepherd", {}), ("guide", {"top_k": 1, "iterations": 0})])
+async def test_with_no_draft_attached_an_escalation_makes_the_calls_the_strategy_alone_makes(target, options):
+    """draft_tokens 0: what the servers and the client model are asked is what the strategy asks
+    alone, so the unsure draft anchors neither (and a benchmark may share the calls)."""
+    replies = {"guidance": "KEY FACTS: it is 4.", "prefix": OPENING}
+    alone, alone_client = build(client=FakeClient(["the answer"], mean_logprob=-3.0))
+    alone_servers = Servers(replies)
+    await answer(alone[target], request(strategy=target, **options), alone_servers)
+    cascade, client = build(client=FakeClient(["a wrong draft", "the answer"], mean_logprob=-3.0))
+    servers = Servers(replies)
+    out, _ = await answer(cascade["cascade"], request(threshold=-1.0, escalate_to=target, draft_tokens=0, **options),
+                          servers)
+    assert out.trace.decisions[0].choice == target
+    assert [c.messages for c in servers.calls] == [c.messages for c in alone_servers.calls]
+    assert client.requests[-1].messages == alone_client.requests[-1].messages
+    assert "a wrong draft" not in str([c.messages for c in servers.calls] + client.requests[-1].messages)
+
+
+async def test_draft_tokens_is_refused_where_nothing_escalates():
+    strategies, _ = build()
+    with pytest.raises(InvalidRequest, match="colm.draft_tokens does not apply to strategy 'shepherd'"):
+        await answer(strategies["shepherd"], request(strategy="shepherd", draft_tokens=0), Servers())
 
 
 async def test_the_default_threshold_comes_from_config():

@@ -1,5 +1,5 @@
 """cascade (after AutoMix / FrugalGPT): the client model answers first, and only an answer it
-is unsure of is escalated: to the servers' help with its draft attached (shepherd, guide), or
+is unsure of is escalated: to the servers' help with its draft's opening attached (shepherd, guide), or
 to the selected specialist's server, which then writes the whole answer (server)."""
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ class Cascade(Strategy):
         Step("confidence", "router", "the draft's confidence score (collaboration.cascade.signal) against the threshold; "
                                      "every score is kept in the trace"),
         Step("escalation", "server", "only when unsure: shepherd's prefix, guide's notes and critique (both seeing the "
-                                     "draft), or the selected specialist's whole answer (server)"),
-        Step("answer", "client", "only when unsure, for shepherd and guide: the continuation or the revision"),
+                                     "draft's opening, draft_tokens; 0: as the strategy alone), or the selected "
+                                     "specialist's whole answer (server)"),
+        Step("answer", "client", "only when unsure, for shepherd and guide: the continuation, or the revision "
+                                 "(a fresh answer with draft_tokens 0)"),
     )
-    OPTIONS = frozenset({"threshold", "escalate_to", "signal", "check"}) | Guide.OPTIONS | Shepherd.OPTIONS
+    OPTIONS = frozenset({"threshold", "escalate_to", "signal", "check", "draft_tokens"}) | Guide.OPTIONS | Shepherd.OPTIONS
     BOUND = ("0 when confident; when unsure, the escalation's bound with the longest draft attached "
              "(shepherd: one prefix call; guide: its notes and critiques; server: one whole answer)")
 
@@ -59,9 +61,13 @@ class Cascade(Strategy):
         threshold = cfg.threshold if opts.threshold is None else opts.threshold
         return threshold, opts.escalate_to or cfg.escalate_to, opts.signal or cfg.signal
 
+    def draft_tokens(self, run: Run) -> int:
+        tokens = run.req.options().draft_tokens
+        return self.args.collaboration.cascade.draft_tokens if tokens is None else tokens
+
     def bound(self, run: Run) -> Estimate:
         _, escalate_to, _ = self.plan(run)
-        draft_tokens = self.args.collaboration.cascade.draft_tokens
+        draft_tokens = self.draft_tokens(run)
         if escalate_to == "server":
             messages = [m.model_dump(exclude_none=True) for m in run.req.messages]
             return with_selection(self, run, Bound().call(priciest(self.args), messages, run.req.output_limit() or ANSWER_CAP)).estimate()
@@ -109,7 +115,9 @@ class Cascade(Strategy):
         return verdict
 
     async def escalate(self, run: Run, escalate_to: str, draft: Written) -> None:
-        attached = prompts.excerpt(draft.text, self.args.collaboration.cascade.draft_tokens)
+        # With no draft attached the escalation is the target strategy as it runs alone: neither the servers
+        # nor the client model anchor on an answer that was judged unsure (docs/quality.md).
+        attached = prompts.excerpt(draft.text, self.draft_tokens(run))
         if escalate_to in ("shepherd", "server"):
             spec = (await self.steps.select(run, selector=self.selector(run.req.options()), k=1))[0]
             if escalate_to == "server":
@@ -120,4 +128,4 @@ class Cascade(Strategy):
         k, iterations, summary = self.guide.plan(run)
         notes, reviewer, guidance = await self.guide.consult(run, k=k, summary=summary, draft=attached)
         await self.guide.answer(run, notes=notes, reviewer=reviewer, iterations=iterations, guidance=guidance,
-                                draft=draft.text)
+                                draft=draft.text if attached else None)
