@@ -112,3 +112,23 @@ def test_the_fit_escalates_every_draft_that_failed_its_check_and_bounds_the_rest
     assert FAILED_CHECK < -0.9 < fit["threshold"] == -0.09 and fit["let_through_calibration"] == 0.0
     unchecked = fit_cascade([{**d, "check": None} for d in drafts], alpha=0.1)
     assert unchecked["auroc"]["mean"] < 0.5 and unchecked["check"] == "none"
+
+
+def test_a_replay_takes_the_strategys_answers_where_the_cascade_escalated_and_needs_all_of_them():
+    from benchmarks.replay_escalations import replay
+
+    drafts = [_draft("a", -0.1), _draft("b", -0.3, correct=False)]
+    stored = [Answer(arm, "gsm8k", pid, text=f"{arm} {pid}", cost_usd=0.0001)
+              for arm in ("shepherd", "guide") for pid in ("a", "b")]
+    attached = Answer("cascade->guide", "gsm8k", "b", text="revised draft", escalated=True)
+    results = {"fit": FIT, "arms": ["client alone", "cascade->guide"], "setup": "a run",
+               "answers": [asdict(a) for a in drafts + stored + [attached]]}
+    out = replay(results)
+    rows = {(a["arm"], a["pid"]): (a["text"], a["escalated"], a["cost_usd"]) for a in out["answers"]}
+    assert rows[("cascade->guide", "a")] == ("draft a", False, 0.0)
+    assert rows[("cascade->guide", "b")] == ("guide b", True, 0.0001)  # the attached run's answer is gone
+    assert rows[("cascade->shepherd", "b")] == ("shepherd b", True, 0.0001)
+    assert out["arms"] == ["client alone", "cascade->guide", "cascade->shepherd"] and "replayed afresh" in out["setup"]
+    results["answers"] = [asdict(a) for a in drafts + stored[:3]]  # guide's answer to b is missing
+    with pytest.raises(SystemExit, match="cascade->guide: 1 escalations have no stored guide answer"):
+        replay(results)
