@@ -4,6 +4,7 @@ the paired tests, CPT and the accuracy-against-cost plot. Pure functions of the 
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -42,6 +43,15 @@ def fit_cascade(drafts, *, alpha: float, check: str = "none") -> dict:
 
 def _as_dicts(answers) -> list[dict]:
     return [a if isinstance(a, dict) else a.__dict__ for a in answers]
+
+
+def write(results: dict, out: Path) -> str:
+    """The run's answers, its printout and its plot in `out`; returns the printout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "answers.json").write_text(json.dumps(results, indent=1))
+    text = render(results, png=out / "quality.png")
+    (out / "quality-run.txt").write_text(text)
+    return text
 
 
 def render(results: dict, *, png: Path | None = None) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -275,12 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     args.arms = sorted(set(args.arms) | {SERVER, CLIENT_ALONE.name})
     setup = setup_line(args)  # the commit measured, before any later commit moves HEAD
-    results = {**asyncio.run(main_async(args)), "setup": setup}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "answers.json").write_text(json.dumps(results, indent=1))
-    text = report.render(results, png=args.out / "quality.png")
-    (args.out / "quality-run.txt").write_text(text)
-    print(text)
+    print(report.write({**asyncio.run(main_async(args)), "setup": setup}, args.out))
 
 
 if __name__ == "__main__":

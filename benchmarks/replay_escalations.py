@@ -51,12 +51,7 @@ def main() -> None:
     parser.add_argument("answers", type=Path, help="answers.json of a benchmarks/quality.py run")
     parser.add_argument("--out", type=Path, default=Path("docs/quality/afresh"))
     args = parser.parse_args()
-    results = replay(json.loads(args.answers.read_text()))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "answers.json").write_text(json.dumps(results, indent=1))
-    text = report.render(results, png=args.out / "quality.png")
-    (args.out / "quality-run.txt").write_text(text)
-    print(text)
+    print(report.write(replay(json.loads(args.answers.read_text())), args.out))
 
 
 if __name__ == "__main__":
