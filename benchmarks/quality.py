@@ -201,15 +201,20 @@ def shared_handovers(arm: Arm, unsure: set[tuple[str, str]], answers: list[Answe
     return shared
 
 
+def shared_cascade(arm: Arm, answers: list[Answer], fit: dict) -> tuple[list[Answer], list[Answer], set[tuple[str, str]]]:
+    """What a cascade arm shares with the other arms' answers: its standing drafts, its escalations
+    that are another arm's calls, and the unsure problems left to send through the app."""
+    kept, unsure = shared_drafts(arm, [a for a in answers if a.arm == CLIENT_ALONE.name], fit)
+    shared = shared_handovers(arm, unsure, answers)
+    return kept, shared, unsure - {(a.task, a.pid) for a in shared}
+
+
 async def cascade_arms(client, sandbox, arms: list[Arm], test, answers: list[Answer], fit: dict, args) -> list[Answer]:
-    """Every cascade arm at once: its confident problems from the drafts, the escalations it shares
-    with the server alone, and the rest of its unsure problems through the app."""
-    drafts = [a for a in answers if a.arm == CLIENT_ALONE.name]
+    """Every cascade arm at once: its standing drafts and the escalations it shares with another arm
+    from the answers so far, and the rest of its unsure problems through the app."""
 
     async def one(arm: Arm) -> list[Answer]:
-        kept, unsure = shared_drafts(arm, drafts, fit)
-        shared = shared_handovers(arm, unsure, answers)
-        unsure -= {(a.task, a.pid) for a in shared}
+        kept, shared, unsure = shared_cascade(arm, answers, fit)
         sent = await run_arms(client, sandbox, [arm], [p for p in test if (p.task, p.id) in unsure], args)
         differ = [a.pid for a in sent if a.escalated is False]
         if differ:  # the app re-drafted and scored above the threshold: the drafts were not the same

@@ -22,21 +22,18 @@ if __package__ in (None, ""):  # run as `python benchmarks/<name>.py`: the repo 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _quality_report as report
-from benchmarks.quality import CLIENT_ALONE, Answer, shared_drafts, shared_handovers, test_arms
+from benchmarks.quality import Answer, shared_cascade, test_arms
 
 
 def replay(results: dict) -> dict:
     """The run with its cascade -> shepherd and cascade -> guide answers recomputed afresh."""
     fit, answers = results["fit"], [Answer(**a) for a in results["answers"]]
-    drafts = [a for a in answers if a.arm == CLIENT_ALONE.name]
     arms = [a for a in test_arms(fit["signal"], fit["threshold"], fit.get("check", "none"))
             if a.colm and a.colm.get("escalate_to") in ("shepherd", "guide")]
     names = {a.name for a in arms}
     replayed = [a for a in answers if a.arm not in names]
     for arm in arms:
-        kept, unsure = shared_drafts(arm, drafts, fit)
-        shared = shared_handovers(arm, unsure, answers)
-        missing = unsure - {(a.task, a.pid) for a in shared}
+        kept, shared, missing = shared_cascade(arm, answers, fit)
         if missing:
             raise SystemExit(f"{arm.name}: {len(missing)} escalations have no stored {arm.colm['escalate_to']} answer "
                              f"to share (e.g. {sorted(missing)[0]}); run benchmarks/quality.py instead")
