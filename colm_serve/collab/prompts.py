@@ -134,6 +134,9 @@ def prefix_messages(history: list[dict], question: str | list, *, draft: str | N
             {"role": "user", "content": _with_draft(question, draft, "Answer the question above.")}]
 
 
+NOTES_TASK = "Now answer the question above in full, in the form it asks for; use the notes where they help."
+
+
 def client_messages(
     history: list[dict], question: str, *, notes: str | None = None, draft: str | None = None, fixes: str | None = None
 ) -> list[dict]:
@@ -145,6 +148,11 @@ def client_messages(
     content = question
     if notes:
         content += "\n\n" + quote("expert_notes", notes)
+        if not draft:
+            # A small model shown notes after the question tends to answer the notes with a bare
+            # result and drop the working the question asked for; ending on the question's own
+            # terms keeps the asked-for form.
+            content += "\n\n" + NOTES_TASK
     if draft:
         content += "\n\n" + quote("previous_draft", draft)
         if fixes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from colm_serve.collab import prompts
 from colm_serve.errors import InvalidRequest, RateLimited
 from colm_serve.outcome import Outcome
 from colm_serve.protocol.openai import ChatCompletionRequest
@@ -54,6 +55,16 @@ async def test_summary_on_the_server_is_one_more_call_and_none_is_no_call():
     await answer(strategies["guide"], request(summary="none", iterations=0), servers)
     assert servers.kinds() == ["guidance", "guidance"] and len(client.requests) == 1
     assert "KEY FACTS" in client.requests[0].messages[-1]["content"]
+
+
+async def test_the_answer_prompt_ends_on_the_question_not_the_notes():
+    # The notes come after the question; a small client answering the notes drops the working
+    # the question asked for, so the prompt closes by pointing back to the question's form.
+    strategies, client = build()
+    await answer(strategies["guide"], request(summary="none", iterations=0), Servers(NOTES))
+    content = client.requests[0].messages[-1]["content"]
+    assert content.index("KEY FACTS") < content.index(prompts.NOTES_TASK)
+    assert content.endswith(prompts.NOTES_TASK)
 
 
 async def test_no_changes_needed_ends_the_loop_without_a_revision():
