@@ -7,7 +7,8 @@ escalates, billed as if it ran alone. This recomputes those two arms from a run'
 as quality.py does from the same answers, and prints the run's report with them in place of the
 stored ones (a run that attached the draft, for instance). Nothing is sent to the app.
 
-    python benchmarks/replay_escalations.py docs/quality/answers.json --out docs/quality/afresh
+    python benchmarks/replay_escalations.py docs/quality/draft-attached/answers.json \
+        --out docs/quality/draft-attached/afresh
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def replay(results: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("answers", type=Path, help="answers.json of a benchmarks/quality.py run")
-    parser.add_argument("--out", type=Path, default=Path("docs/quality/afresh"))
+    parser.add_argument("--out", type=Path, required=True, help="folder for the report, answers and plot")
     args = parser.parse_args()
     print(report.write(replay(json.loads(args.answers.read_text())), args.out))
 
