@@ -148,16 +148,16 @@ def client_messages(
     content = question
     if notes:
         content += "\n\n" + quote("expert_notes", notes)
-        if not draft:
-            # A small model shown notes after the question tends to answer the notes with a bare
-            # result and drop the working the question asked for; ending on the question's own
-            # terms keeps the asked-for form.
-            content += "\n\n" + NOTES_TASK
     if draft:
         content += "\n\n" + quote("previous_draft", draft)
         if fixes:
             content += "\n\n" + quote("reviewer_fixes", fixes)
         content += "\n\nWrite an improved answer to the question" + (", applying the reviewer's fixes." if fixes else ".")
+    elif notes:
+        # Shown notes after the question, the 0.5B client answered most GSM8K questions with a bare
+        # "#### n" and no working; ending on the question's own terms brings the working back
+        # (though it still opens with a guess: docs/quality.md).
+        content += "\n\n" + NOTES_TASK
     return [{"role": "system", "content": system}, *history, {"role": "user", "content": content}]
 
 
